@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class CoreConfig(AppConfig):
+    """The site's own pages: the home page and the health check."""
+
+    name = "apps.core"
+    label = "core"
+    verbose_name = "Site"
