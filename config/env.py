@@ -45,7 +45,8 @@ class Environment:
             environ.Env.read_env(env_file, overwrite=False)
 
     def raw(self, name: str, default: str | None = None) -> str:
-        value = self._env.str(name, default=default)
+        """The value as a string; an empty value counts as unset."""
+        value = self._env.str(name, default=None) or default
         if value is None:
             raise ImproperlyConfigured(f"Set the {name} environment variable (see .env.example).")
         return value

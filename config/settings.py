@@ -4,6 +4,7 @@ Every value comes from an environment variable or the local `.env` file (see `.e
 the defaults are the safe production ones, so a forgotten variable never opens a hole.
 """
 
+import os
 from pathlib import Path
 
 from config.env import Environment
@@ -11,7 +12,7 @@ from config.env import Environment
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 # ENV_FILE="" reads no file at all (the test suite uses that to ignore a developer's .env).
-_env_file = Environment().raw("ENV_FILE", str(BASE_DIR / ".env"))
+_env_file = os.environ.get("ENV_FILE", str(BASE_DIR / ".env"))
 env = Environment(Path(_env_file) if _env_file else None)
 
 DEBUG = env.bool("DEBUG", default=False)

@@ -170,3 +170,9 @@ def test_env_file_is_read_but_the_environment_wins(production_env, tmp_path) -> 
     result = manage("shell", "-c", code, env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "WARNING Asia/Tokyo"
+
+
+def test_empty_value_counts_as_unset(environment) -> None:
+    assert (
+        environment(DATABASE_URL="").raw("DATABASE_URL", "sqlite:///fallback.sqlite3") == "sqlite:///fallback.sqlite3"
+    )
