@@ -38,7 +38,7 @@ run: install .env
 	$(PYTHON) manage.py migrate --noinput
 	$(PYTHON) manage.py collectstatic --noinput -v0
 	$(PYTHON) manage.py ensure_local_admin --url http://127.0.0.1:$(PORT)/admin/
-	HOST=127.0.0.1 $(BIN)/honcho start --port $(PORT)
+	PATH="$(CURDIR)/$(BIN):$$PATH" HOST=127.0.0.1 $(BIN)/honcho start --port $(PORT)
 
 test: install-dev
 	$(PYTHON) -m scripts.run_tests
