@@ -1,4 +1,29 @@
 """A database-backed task queue for Django: one engine, three front doors.
 
+    from taskqueue import BaseQueue, TaskInfo, Retry, DupeKeyExc, DeserializationExc, Worker, WorkerGroup
+
 This package stands alone: it depends on Django only and imports nothing from the site around it.
+Names are imported lazily, so `import taskqueue` works before Django's app registry is ready.
 """
+
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "BaseQueue": "taskqueue.queues",
+    "TaskInfo": "taskqueue.queues",
+    "Retry": "taskqueue.queues",
+    "DupeKeyExc": "taskqueue.exceptions",
+    "DeserializationExc": "taskqueue.exceptions",
+    "SerializationError": "taskqueue.exceptions",
+    "Worker": "taskqueue.worker.threads",
+    "WorkerGroup": "taskqueue.worker.threads",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'taskqueue' has no attribute {name!r}")

@@ -1,0 +1,104 @@
+"""The engine's settings: one `TASKQUEUE` dict in the Django settings, with documented defaults.
+
+    TASKQUEUE = {
+        "WORKERS": [{"name": "default", "queues": ["*"], "num_threads": 1}],
+        "POLL_INTERVAL": 1.0,
+        ...
+    }
+
+`taskqueue_worker` flags override these for one run. `checks.py` reports bad values at start-up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from django.conf import settings
+
+
+@dataclass(frozen=True)
+class WorkerGroupConfig:
+    """One group of worker threads in a worker process (the shape of seed 000's `workers` entries)."""
+
+    name: str = "worker"
+    num_threads: int = 1
+    # Idle wait between polls; LISTEN/NOTIFY on PostgreSQL wakes workers sooner.
+    sleep_seconds_when_empty: float = 1.0
+    # Queue selectors in claim order: exact names, "*" for all, "email*" for a prefix.
+    queues: tuple[str, ...] = ("*",)
+    # Dotted paths of queue classes; their queue names are added to `queues`.
+    queue_classes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    WORKERS: tuple[WorkerGroupConfig, ...] = (WorkerGroupConfig(),)
+    # Most tasks one thread claims in one query; the batch shrinks to 1 while tasks run long.
+    BATCH_SIZE: int = 64
+    # How often a worker process proves it is alive and looks for tasks abandoned by dead ones.
+    HEARTBEAT_INTERVAL: float = 2.0
+    # A worker whose death cannot be proved (another host, no advisory lock) is presumed dead
+    # after this long without a heartbeat: conservative, so a slow worker is never run twice.
+    WORKER_DEAD_AFTER: float = 120.0
+    # After SIGTERM, running tasks get this long to finish before they are put back.
+    SHUTDOWN_TIMEOUT: float = 25.0
+    # Seconds successful tasks (and their results) are kept; 0 deletes them at once.
+    RESULT_RETENTION: float = 86400.0
+    # Wake idle workers through PostgreSQL LISTEN/NOTIFY (polling stays the correctness path).
+    LISTEN_NOTIFY: bool = True
+
+
+def load_settings(overrides: dict[str, Any] | None = None) -> EngineSettings:
+    """The effective settings: defaults, then `settings.TASKQUEUE`, then `overrides`."""
+    values = dict(getattr(settings, "TASKQUEUE", {}) or {}) | (overrides or {})
+    known = {f.name for f in fields(EngineSettings)}
+    unknown = set(values) - known
+    if unknown:
+        raise ValueError(f"Unknown TASKQUEUE settings: {', '.join(sorted(unknown))}.")
+    if "WORKERS" in values:
+        values["WORKERS"] = tuple(worker_group(entry) for entry in values["WORKERS"] or [{}])
+    engine = EngineSettings(**values)
+    validate(engine)
+    return engine
+
+
+def worker_group(entry: dict[str, Any] | WorkerGroupConfig) -> WorkerGroupConfig:
+    if isinstance(entry, WorkerGroupConfig):
+        return entry
+    if not isinstance(entry, dict):
+        raise ValueError(f"Each TASKQUEUE['WORKERS'] entry must be a dict, got {entry!r}.")
+    known = {f.name for f in fields(WorkerGroupConfig)}
+    unknown = set(entry) - known
+    if unknown:
+        raise ValueError(f"Unknown worker group keys {sorted(unknown)}; known: {sorted(known)}.")
+    values = dict(entry)
+    for key in ("queues", "queue_classes"):
+        if key in values:
+            if isinstance(values[key], str) or not all(isinstance(item, str) for item in values[key]):
+                raise ValueError(f"Worker group {key!r} must be a list of strings, got {values[key]!r}.")
+            values[key] = tuple(values[key])
+    if values.get("queue_classes") and "queues" not in values:
+        values["queues"] = ()
+    return WorkerGroupConfig(**values)
+
+
+def validate(engine: EngineSettings) -> None:
+    positive = ("BATCH_SIZE", "HEARTBEAT_INTERVAL", "WORKER_DEAD_AFTER")
+    for name in positive:
+        value = getattr(engine, name)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ValueError(f"TASKQUEUE[{name!r}] must be a positive number, got {value!r}.")
+    for name in ("SHUTDOWN_TIMEOUT", "RESULT_RETENTION"):
+        value = getattr(engine, name)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise ValueError(f"TASKQUEUE[{name!r}] must be zero or more, got {value!r}.")
+    if engine.WORKER_DEAD_AFTER < 3 * engine.HEARTBEAT_INTERVAL:
+        raise ValueError("TASKQUEUE['WORKER_DEAD_AFTER'] must be at least three HEARTBEAT_INTERVALs.")
+    for group in engine.WORKERS:
+        if not isinstance(group.num_threads, int) or group.num_threads < 1:
+            raise ValueError(f"Worker group {group.name!r}: num_threads must be 1 or more.")
+        if not isinstance(group.sleep_seconds_when_empty, int | float) or group.sleep_seconds_when_empty <= 0:
+            raise ValueError(f"Worker group {group.name!r}: sleep_seconds_when_empty must be positive.")
+        if not group.queues and not group.queue_classes:
+            raise ValueError(f"Worker group {group.name!r} selects no queue.")

@@ -1,0 +1,23 @@
+"""The front doors register here how to run their tasks; the worker looks them up by a task's kind."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from taskqueue.engine.claim import ClaimedTask
+    from taskqueue.engine.outcomes import Outcome
+    from taskqueue.engine.running import TaskControl
+
+Executor = Callable[["ClaimedTask", "TaskControl"], "Outcome"]
+
+_executors: dict[str, Executor] = {}
+
+
+def register(kind: str, executor: Executor) -> None:
+    _executors[kind] = executor
+
+
+def executor_for(kind: str) -> Executor | None:
+    return _executors.get(kind)

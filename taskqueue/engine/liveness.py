@@ -1,0 +1,156 @@
+"""Worker processes as rows: registration, heartbeats, and recovery of tasks whose worker died.
+
+Death is decided where it can be proved, so a slow but living worker is never mistaken for a dead
+one (which would run its tasks twice):
+- same host: the process id no longer exists;
+- PostgreSQL: the session-level advisory lock each worker holds for its life can be taken (only
+  trusted once the server has been up longer than the grace period, since a restart drops all locks);
+- otherwise: no heartbeat for WORKER_DEAD_AFTER seconds (conservative).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import connections, transaction
+from django.utils import timezone
+
+from taskqueue.engine.outcomes import ErrorInfo
+from taskqueue.models import Status, Task, WorkerProcess
+
+logger = logging.getLogger("taskqueue.liveness")
+
+# Two-integer advisory lock key: (namespace, worker process id).
+LOCK_NAMESPACE = 0x7A51
+HOSTNAME = socket.gethostname()
+
+
+def register(using: str, name: str, queues: list[str], threads: int) -> WorkerProcess:
+    now = timezone.now()
+    return WorkerProcess.objects.using(using).create(
+        name=name, hostname=HOSTNAME, pid=os.getpid(), queues=queues, threads=threads, started_at=now, heartbeat_at=now
+    )
+
+
+def deregister(using: str, process_id: int) -> None:
+    WorkerProcess.objects.using(using).filter(pk=process_id).delete()
+
+
+def pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class Liveness:
+    """The heartbeat side of one worker process: run `beat()` every HEARTBEAT_INTERVAL seconds."""
+
+    using: str
+    process_id: int
+    heartbeat_interval: float
+    dead_after: float
+    _locked_on: object | None = None
+
+    @property
+    def grace(self) -> timedelta:
+        return timedelta(seconds=3 * self.heartbeat_interval)
+
+    def beat(self) -> bool:
+        """Record a heartbeat; False if this process was presumed dead and its row removed."""
+        self._hold_lock()
+        updated = WorkerProcess.objects.using(self.using).filter(pk=self.process_id).update(heartbeat_at=timezone.now())
+        return updated == 1
+
+    def _hold_lock(self) -> None:
+        connection = connections[self.using]
+        if connection.vendor != "postgresql":
+            return
+        connection.ensure_connection()
+        if self._locked_on is connection.connection:
+            return
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s, %s)", [LOCK_NAMESPACE, self.process_id])
+        self._locked_on = connection.connection
+
+    def recover(self) -> int:
+        """Remove dead worker processes and put their tasks back (or fail them). Returns tasks recovered."""
+        now = timezone.now()
+        for process in WorkerProcess.objects.using(self.using).exclude(pk=self.process_id):
+            reason = self._death(process, now)
+            if reason:
+                WorkerProcess.objects.using(self.using).filter(pk=process.pk).delete()
+                logger.warning("worker process presumed dead worker=%s reason=%r", process, reason)
+        return recover_orphans(self.using, now)
+
+    def _death(self, process: WorkerProcess, now: datetime) -> str | None:
+        if process.hostname == HOSTNAME and not pid_exists(process.pid):
+            return f"process {process.pid} no longer exists"
+        silence = now - process.heartbeat_at
+        if silence > timedelta(seconds=self.dead_after):
+            return f"no heartbeat for {silence.total_seconds():.0f}s"
+        if silence > self.grace and self._lock_is_free(process.pk):
+            return "its database session is gone (advisory lock free)"
+        return None
+
+    def _lock_is_free(self, process_id: int) -> bool:
+        connection = connections[self.using]
+        if connection.vendor != "postgresql":
+            return False
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT now() - pg_postmaster_start_time() > %s", [self.grace])
+            if not cursor.fetchone()[0]:
+                return False  # just restarted: living workers have not re-taken their locks yet
+            cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [LOCK_NAMESPACE, process_id])
+            free = cursor.fetchone()[0]
+            if free:
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [LOCK_NAMESPACE, process_id])
+        return free
+
+
+def recover_orphans(using: str, now: datetime) -> int:
+    """Running tasks whose worker process row is gone: retried while attempts remain, else failed."""
+    living = WorkerProcess.objects.using(using).values("pk")
+    orphans = Task.objects.using(using).filter(status=Status.RUNNING).exclude(claimed_by__in=living)
+    recovered = 0
+    for task in orphans.only("id", "attempts", "max_attempts", "retry_abandoned", "errors", "claimed_by_id"):
+        error = ErrorInfo("taskqueue.WorkerDied", f"The worker process running attempt {task.attempts} died.", "")
+        entry = error.entry(task.attempts, str(task.claimed_by_id), now, abandoned=True)
+        retry = task.retry_abandoned and task.attempts < task.max_attempts
+        changes = {"errors": [*task.errors, entry], "abandoned": True, "claimed_by": None}
+        if retry:
+            changes |= {"status": Status.READY, "run_at": now}
+        else:
+            changes |= {"status": Status.FAILED, "finished_at": now}
+        with transaction.atomic(using=using):
+            updated = (
+                Task.objects.using(using)
+                .filter(pk=task.pk, status=Status.RUNNING, claimed_by_id=task.claimed_by_id)
+                .update(**changes)
+            )
+        if updated:
+            recovered += 1
+            logger.warning(
+                "task abandoned id=%s attempt=%s outcome=%s", task.pk, task.attempts, "retry" if retry else "failed"
+            )
+    return recovered
+
+
+def prune_succeeded(using: str, retention: float, limit: int = 1000) -> int:
+    """Delete successful tasks older than the retention period, a bounded batch at a time."""
+    cutoff = timezone.now() - timedelta(seconds=retention)
+    old = (
+        Task.objects.using(using)
+        .filter(status=Status.SUCCEEDED, finished_at__lt=cutoff)
+        .values_list("pk", flat=True)[:limit]
+    )
+    deleted, _ = Task.objects.using(using).filter(pk__in=list(old)).delete()
+    return deleted

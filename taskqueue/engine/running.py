@@ -1,0 +1,78 @@
+"""Running one claimed task: find its executor, time it, log it, and turn anything raised into an outcome."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from taskqueue.engine.claim import ClaimedTask
+from taskqueue.engine.executors import executor_for
+from taskqueue.engine.outcomes import Cancelled, ErrorInfo, Failed, Outcome, RetryLater, Succeeded
+
+logger = logging.getLogger("taskqueue.task")
+
+
+@dataclass
+class TaskControl:
+    """What a running task may ask of its worker: whether it should stop now."""
+
+    worker_stopping: threading.Event
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+    def stop_requested(self) -> bool:
+        return self.worker_stopping.is_set() or self.cancelled.is_set()
+
+
+class UnknownTaskKind(Exception):
+    pass
+
+
+def run_task(task: ClaimedTask, control: TaskControl) -> Outcome:
+    """Run one task. Never raises: even SystemExit and KeyboardInterrupt from task code become failures."""
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug(
+            "task started id=%s queue=%s path=%s attempt=%s", task.id, task.queue_name, task.task_path, task.attempts
+        )
+    started = time.perf_counter()
+    try:
+        executor = executor_for(task.kind)
+        if executor is None:
+            raise UnknownTaskKind(f"No front door runs tasks of kind {task.kind!r} (is its module imported?)")
+        outcome = executor(task, control)
+    except BaseException as error:  # a task must never take its worker down
+        outcome = Failed(task, ErrorInfo.from_exception(error))
+    log_outcome(outcome, time.perf_counter() - started)
+    return outcome
+
+
+def log_outcome(outcome: Outcome, seconds: float) -> None:
+    task = outcome.task
+    if isinstance(outcome, Succeeded):
+        level, event, detail = logging.INFO, "succeeded", ""
+    elif isinstance(outcome, RetryLater):
+        level, event = logging.WARNING if outcome.error else logging.INFO, "retry"
+        detail = f" run_at={outcome.run_at.isoformat() if outcome.run_at else 'now'} counted={outcome.count_attempt}"
+        if outcome.error:
+            detail += f" error={outcome.error.exc_class}: {outcome.error.message[:200]!r}"
+    elif isinstance(outcome, Failed):
+        level, event = logging.ERROR, "failed"
+        detail = f" error={outcome.error.exc_class}: {outcome.error.message[:200]!r}"
+    else:
+        level, event, detail = logging.INFO, "cancelled", ""
+    if logger.isEnabledFor(level):
+        logger.log(
+            level,
+            "task %s id=%s queue=%s path=%s attempt=%s duration_ms=%.1f%s",
+            event,
+            task.id,
+            task.queue_name,
+            task.task_path,
+            task.attempts,
+            seconds * 1000,
+            detail,
+        )
+
+
+__all__ = ["Cancelled", "TaskControl", "run_task"]

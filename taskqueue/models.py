@@ -1,0 +1,112 @@
+"""The engine's tables: tasks (live and finished in one table) and the worker processes serving them."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+
+class Status(models.TextChoices):
+    READY = "ready", "Ready"  # waiting; "scheduled" when run_at is in the future
+    RUNNING = "running", "Running"  # claimed by a worker process
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+UNFINISHED = (Status.READY, Status.RUNNING)
+
+
+class Task(models.Model):
+    """One unit of work, from enqueue to its outcome.
+
+    `kind` names the front door that enqueued it (queue class, django.tasks, Celery-style) and so
+    the executor that runs it; the engine itself never looks inside `payload`.
+    """
+
+    kind = models.CharField(max_length=16)
+    task_path = models.CharField(max_length=255, help_text="Dotted path of the queue class or task function.")
+    queue_name = models.CharField(max_length=100, default="default")
+    payload = models.JSONField(default=dict, help_text="The arguments, as stored JSON.")
+    note = models.TextField(blank=True, default="")
+    priority = models.SmallIntegerField(default=0, help_text="Higher runs first.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.READY)
+    dupe_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001 - NULL: no key, not unique
+
+    enqueued_at = models.DateTimeField()
+    run_at = models.DateTimeField(help_text="Not claimed before this time.")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    attempts = models.PositiveIntegerField(default=0, help_text="Attempts started and counted.")
+    max_attempts = models.PositiveIntegerField(default=3)
+    retry_abandoned = models.BooleanField(
+        default=True, help_text="Whether a task whose worker died is retried (while attempts remain)."
+    )
+    abandoned = models.BooleanField(default=False, help_text="An attempt ended with its worker's death.")
+    claimed_by = models.ForeignKey(
+        "WorkerProcess", null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+    cancel_requested = models.BooleanField(default=False)
+
+    return_value = models.JSONField(null=True, blank=True)
+    errors = models.JSONField(default=list, blank=True, help_text="One entry per failed or abandoned attempt.")
+
+    class Meta:
+        indexes = [
+            # The claim: ready tasks of one queue, in claim order.
+            models.Index(
+                "queue_name",
+                models.F("priority").desc(),
+                "run_at",
+                "id",
+                name="taskqueue_claim_by_queue",
+                condition=Q(status=Status.READY),
+            ),
+            # The claim for `*` and prefix selectors: all ready tasks, in claim order.
+            models.Index(
+                models.F("priority").desc(),
+                "run_at",
+                "id",
+                name="taskqueue_claim_any_queue",
+                condition=Q(status=Status.READY),
+            ),
+            models.Index("claimed_by", name="taskqueue_running", condition=Q(status=Status.RUNNING)),
+            models.Index("status", "finished_at", name="taskqueue_finished"),
+        ]
+        constraints = [
+            # Enforced by the database, so two processes racing cannot both enqueue the key.
+            models.UniqueConstraint(
+                "queue_name",
+                "dupe_key",
+                name="taskqueue_unique_unfinished_dupe_key",
+                condition=Q(status__in=UNFINISHED, dupe_key__isnull=False),
+            ),
+        ]
+        permissions = [("retry_task", "Can retry and cancel tasks")]
+
+    def __str__(self) -> str:
+        return f"{self.task_path} #{self.pk}"
+
+    @property
+    def last_error(self) -> dict | None:
+        return self.errors[-1] if self.errors else None
+
+
+class WorkerProcess(models.Model):
+    """A running worker process. Liveness is one heartbeat per process, not one write per task."""
+
+    name = models.CharField(max_length=200)
+    hostname = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    queues = models.JSONField(default=list)
+    threads = models.PositiveSmallIntegerField(default=1)
+    started_at = models.DateTimeField()
+    heartbeat_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "worker process"
+        verbose_name_plural = "worker processes"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.hostname}:{self.pid})"

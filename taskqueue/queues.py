@@ -1,0 +1,205 @@
+"""Front door 1: queue classes (`BaseQueue.add_task` / `process(task_info)`), as in django-task-queue.
+
+class EmailQueue(BaseQueue[Email]):
+    queue_name = "email"
+    max_attempts = 5
+    retry_on = (SMTPException,)
+
+    @classmethod
+    def process(cls, task_info: TaskInfo[Email]) -> Retry | None:
+        send(task_info.get_arg())
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, ClassVar
+
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from taskqueue.engine import executors
+from taskqueue.engine.claim import ClaimedTask
+from taskqueue.engine.enqueue import TaskSpec, enqueue
+from taskqueue.engine.outcomes import ErrorInfo, Failed, Outcome, RetryLater, Succeeded
+from taskqueue.engine.running import TaskControl
+from taskqueue.exceptions import TaskQueueError
+from taskqueue.models import Status, Task
+from taskqueue.serialization import DataclassCodec, JsonCodec, PickleCodec
+
+KIND = "queue"
+MAX_BACKOFF_SECONDS = 3600.0
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Returned from `process`: run the task again at `when` (default: now), counting the attempt or not."""
+
+    when: datetime | None = None
+    count_attempt: bool = True
+
+
+class TaskInfo[T]:
+    """What `process` gets: the task's argument and facts, and whether its worker wants it to stop."""
+
+    def __init__(self, task: ClaimedTask, queue: type[BaseQueue[T]], control: TaskControl | None = None) -> None:
+        self._task = task
+        self._queue = queue
+        self._control = control
+
+    @property
+    def id(self) -> int:
+        return self._task.id
+
+    @property
+    def note(self) -> str:
+        return self._task.note
+
+    @property
+    def priority(self) -> int:
+        return self._task.priority
+
+    @property
+    def attempt_count(self) -> int:
+        """Counted attempts before this one (0 on the first run)."""
+        return max(self._task.attempts - 1, 0)
+
+    def get_arg(self) -> T:
+        """The argument given to `add_task`; raises DeserializationExc if it cannot be decoded."""
+        return self._queue.codec().decode(self._task.payload)
+
+    def stop_requested(self) -> bool:
+        """True when the worker is shutting down: return `Retry(count_attempt=False)` soon."""
+        return self._control is not None and self._control.stop_requested()
+
+    def __repr__(self) -> str:
+        return f"<TaskInfo id={self.id} queue={self._queue.queue_name!r} attempt_count={self.attempt_count}>"
+
+
+class BaseQueue[T]:
+    """Subclass and override `process`. Class attributes set the defaults of the queue's tasks."""
+
+    #: Queue the tasks go to; by default the class's own dotted path (each class is its own queue).
+    queue_name: ClassVar[str]
+    priority: ClassVar[int] = 0
+    #: Counted attempts a task may use when it is retried automatically (see retry_on, retry_abandoned).
+    max_attempts: ClassVar[int] = 3
+    #: Exceptions that retry the task (with backoff) instead of failing it, while attempts remain.
+    retry_on: ClassVar[tuple[type[BaseException], ...]] = ()
+    #: Seconds before the second attempt; doubles with each attempt, capped at an hour.
+    retry_backoff: ClassVar[float] = 1.0
+    #: Whether a task whose worker died is retried (while attempts remain) or failed at once.
+    retry_abandoned: ClassVar[bool] = True
+    #: The dataclass arguments are stored as (JSON); by default the type argument of BaseQueue[T].
+    arg_type: ClassVar[type | None] = None
+    #: Store arguments with pickle. Unpickling runs code: only where no one else can write the table.
+    pickle_args: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "queue_name" not in cls.__dict__:
+            cls.queue_name = cls.path()
+        if cls.arg_type is None:
+            cls.arg_type = _declared_dataclass(cls)
+
+    @classmethod
+    def path(cls) -> str:
+        return f"{cls.__module__}.{cls.__qualname__}"
+
+    @classmethod
+    def codec(cls) -> JsonCodec | DataclassCodec | PickleCodec:
+        if cls.pickle_args:
+            return PickleCodec()
+        if cls.arg_type is not None:
+            return DataclassCodec(cls.arg_type)
+        return JsonCodec()
+
+    @classmethod
+    def process(cls, task_info: TaskInfo[T]) -> Retry | None:
+        raise NotImplementedError(f"{cls.path()} must override the classmethod process(cls, task_info).")
+
+    @classmethod
+    def add_task(
+        cls,
+        arg: T,
+        note: str | None = None,
+        priority: int | None = None,
+        first_attempt_datetime: datetime | None = None,
+        dupe_key: str | None = None,
+    ) -> TaskInfo[T]:
+        """Enqueue `arg`. Raises SerializationError (nothing stored) or DupeKeyExc."""
+        if "<locals>" in cls.__qualname__:
+            raise TaskQueueError(
+                f"{cls.path()} is defined inside a function: define queue classes at module level, "
+                "so worker processes can import them."
+            )
+        task = enqueue(
+            TaskSpec(
+                kind=KIND,
+                task_path=cls.path(),
+                payload=cls.codec().encode(arg),
+                queue_name=cls.queue_name,
+                priority=cls.priority if priority is None else priority,
+                run_at=first_attempt_datetime,
+                note=note or "",
+                dupe_key=dupe_key,
+                max_attempts=cls.max_attempts,
+                retry_abandoned=cls.retry_abandoned,
+            )
+        )
+        claimed = ClaimedTask(
+            task.pk,
+            KIND,
+            task.task_path,
+            task.queue_name,
+            task.payload,
+            task.note,
+            task.priority,
+            0,
+            task.max_attempts,
+            [],
+        )
+        return TaskInfo(claimed, cls)
+
+    @classmethod
+    def count(cls) -> int:
+        """Tasks of this queue class waiting to run (ready or scheduled)."""
+        return Task.objects.filter(queue_name=cls.queue_name, task_path=cls.path(), status=Status.READY).count()
+
+
+def _declared_dataclass(cls: type) -> type | None:
+    for base in getattr(cls, "__orig_bases__", ()):
+        for argument in typing.get_args(base):
+            if dataclasses.is_dataclass(argument) and isinstance(argument, type):
+                return argument
+    return None
+
+
+def backoff_delay(queue: type[BaseQueue[Any]], attempts: int) -> timedelta:
+    return timedelta(seconds=min(queue.retry_backoff * 2 ** max(attempts - 1, 0), MAX_BACKOFF_SECONDS))
+
+
+def execute(task: ClaimedTask, control: TaskControl) -> Outcome:
+    """The executor of queue-class tasks: import the class, call `process`, map its answer."""
+    try:
+        queue = import_string(task.task_path)
+    except ImportError as error:
+        return Failed(task, ErrorInfo.from_exception(error))
+    if not (isinstance(queue, type) and issubclass(queue, BaseQueue)):
+        return Failed(task, ErrorInfo("taskqueue.NotAQueue", f"{task.task_path} is not a BaseQueue subclass.", ""))
+    try:
+        answer = queue.process(TaskInfo(task, queue, control))
+    except BaseException as error:  # SystemExit from task code fails the task, not the worker
+        info = ErrorInfo.from_exception(error)
+        if isinstance(error, queue.retry_on) and task.attempts < queue.max_attempts:
+            return RetryLater(task, timezone.now() + backoff_delay(queue, task.attempts), error=info)
+        return Failed(task, info)
+    if isinstance(answer, Retry):
+        return RetryLater(task, answer.when, count_attempt=answer.count_attempt)
+    return Succeeded(task)
+
+
+executors.register(KIND, execute)
