@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
@@ -23,7 +24,7 @@ from django.utils.module_loading import import_string
 
 from taskqueue.engine import executors
 from taskqueue.engine.claim import ClaimedTask
-from taskqueue.engine.enqueue import TaskSpec, enqueue
+from taskqueue.engine.enqueue import TaskSpec, enqueue, enqueue_many
 from taskqueue.engine.outcomes import ErrorInfo, Failed, Outcome, RetryLater, Succeeded
 from taskqueue.engine.running import TaskControl
 from taskqueue.exceptions import TaskQueueError
@@ -131,26 +132,46 @@ class BaseQueue[T]:
         dupe_key: str | None = None,
     ) -> TaskInfo[T]:
         """Enqueue `arg`. Raises SerializationError (nothing stored) or DupeKeyExc."""
+        task = enqueue(cls._spec(arg, note, priority, first_attempt_datetime, dupe_key))
+        return cls._info(task)
+
+    @classmethod
+    def add_tasks(
+        cls,
+        args: Iterable[T],
+        note: str | None = None,
+        priority: int | None = None,
+        first_attempt_datetime: datetime | None = None,
+    ) -> list[TaskInfo[T]]:
+        """Enqueue many arguments with multi-row inserts: all are stored, or (on any bad one) none."""
+        specs = [cls._spec(arg, note, priority, first_attempt_datetime, None) for arg in args]
+        return [cls._info(task) for task in enqueue_many(specs)]
+
+    @classmethod
+    def _spec(
+        cls, arg: T, note: str | None, priority: int | None, run_at: datetime | None, dupe_key: str | None
+    ) -> TaskSpec:
         if "<locals>" in cls.__qualname__:
             raise TaskQueueError(
                 f"{cls.path()} is defined inside a function: define queue classes at module level, "
                 "so worker processes can import them."
             )
-        task = enqueue(
-            TaskSpec(
-                kind=KIND,
-                task_path=cls.path(),
-                payload=cls.codec().encode(arg),
-                queue_name=cls.queue_name,
-                priority=cls.priority if priority is None else priority,
-                run_at=first_attempt_datetime,
-                note=note or "",
-                dupe_key=dupe_key,
-                max_attempts=cls.max_attempts,
-                retry_abandoned=cls.retry_abandoned,
-            )
+        return TaskSpec(
+            kind=KIND,
+            task_path=cls.path(),
+            payload=cls.codec().encode(arg),
+            queue_name=cls.queue_name,
+            priority=cls.priority if priority is None else priority,
+            run_at=run_at,
+            note=note or "",
+            dupe_key=dupe_key,
+            max_attempts=cls.max_attempts,
+            retry_abandoned=cls.retry_abandoned,
         )
-        claimed = ClaimedTask(
+
+    @classmethod
+    def _info(cls, task: Task) -> TaskInfo[T]:
+        stored = ClaimedTask(
             task.pk,
             KIND,
             task.task_path,
@@ -162,7 +183,7 @@ class BaseQueue[T]:
             task.max_attempts,
             [],
         )
-        return TaskInfo(claimed, cls)
+        return TaskInfo(stored, cls)
 
     @classmethod
     def count(cls) -> int:

@@ -15,6 +15,7 @@ import os
 import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from django.db import connections, transaction
 from django.utils import timezone
@@ -40,14 +41,19 @@ def deregister(using: str, process_id: int) -> None:
     WorkerProcess.objects.using(using).filter(pk=process_id).delete()
 
 
-def pid_exists(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this host; an exited but unreaped (zombie) one does not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc here: the signal check is all there is
+    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 @dataclass
@@ -92,7 +98,7 @@ class Liveness:
         return recover_orphans(self.using, now)
 
     def _death(self, process: WorkerProcess, now: datetime) -> str | None:
-        if process.hostname == HOSTNAME and not pid_exists(process.pid):
+        if process.hostname == HOSTNAME and not pid_alive(process.pid):
             return f"process {process.pid} no longer exists"
         silence = now - process.heartbeat_at
         if silence > timedelta(seconds=self.dead_after):

@@ -117,6 +117,8 @@ def workers(transactional_db, tmp_path: Path, record_file: Path) -> Iterator[Wor
     processes = WorkerProcesses(env, tmp_path)
     yield processes
     processes.stop_all()
+    # Shown by pytest when the test failed.
+    print(processes.logs())
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, message: str) -> None:

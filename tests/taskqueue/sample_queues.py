@@ -180,3 +180,16 @@ class LaterQueue(BaseQueue[None]):
 
 class NotAQueue:
     pass
+
+
+class HangOnceQueue(BaseQueue[None]):
+    """Hangs (ignoring stop requests) on its first attempt, so a test can kill the worker mid-task."""
+
+    queue_name = "hang-once"
+
+    @classmethod
+    def process(cls, task_info: TaskInfo[None]) -> Retry | None:
+        record(f"{task_info.id} attempt {task_info.attempt_count} pid {os.getpid()}")
+        if task_info.attempt_count == 0:
+            time.sleep(120)
+        return None
