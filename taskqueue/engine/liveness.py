@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.db import connections, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from taskqueue.engine.outcomes import ErrorInfo
@@ -61,20 +62,43 @@ class Liveness:
     """The heartbeat side of one worker process: run `beat()` every HEARTBEAT_INTERVAL seconds."""
 
     using: str
-    process_id: int
+    process: WorkerProcess
     heartbeat_interval: float
     dead_after: float
     _locked_on: object | None = None
 
     @property
+    def process_id(self) -> int:
+        return self.process.pk
+
+    @property
     def grace(self) -> timedelta:
         return timedelta(seconds=3 * self.heartbeat_interval)
 
-    def beat(self) -> bool:
-        """Record a heartbeat; False if this process was presumed dead and its row removed."""
+    def beat(self) -> None:
+        """Record a heartbeat. If this process was presumed dead meanwhile, register it again, same id."""
         self._hold_lock()
-        updated = WorkerProcess.objects.using(self.using).filter(pk=self.process_id).update(heartbeat_at=timezone.now())
-        return updated == 1
+        now = timezone.now()
+        if WorkerProcess.objects.using(self.using).filter(pk=self.process_id).update(heartbeat_at=now):
+            return
+        logger.error("this worker process was presumed dead and its tasks given to others; registering again")
+        self.process.heartbeat_at = now
+        self.process.save(using=self.using, force_insert=True)
+
+    def release_orphans(self, held: set[int], older_than: timedelta) -> int:
+        """Put back tasks claimed under this process that no thread holds (a claim whose reply was lost)."""
+        cutoff = timezone.now() - older_than
+        orphans = (
+            Task.objects.using(self.using)
+            .filter(status=Status.RUNNING, claimed_by_id=self.process_id, started_at__lt=cutoff)
+            .exclude(pk__in=held)
+        )
+        released = orphans.update(
+            status=Status.READY, attempts=F("attempts") - 1, claimed_by=None, run_at=timezone.now()
+        )
+        if released:
+            logger.warning("put back %d tasks claimed by this process but held by none of its threads", released)
+        return released
 
     def _hold_lock(self) -> None:
         connection = connections[self.using]

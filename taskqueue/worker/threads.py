@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from datetime import timedelta
 from typing import Any
 
 from django.db import DatabaseError, connections, router
@@ -31,6 +32,9 @@ FLUSH_INTERVAL = 0.05
 # A batch grows while tasks take less than this each, and drops to one task when they take longer.
 QUICK_TASK_SECONDS = 0.005
 PRUNE_INTERVAL = 60.0
+# A task claimed under this process but held by none of its threads for this long was claimed by a
+# statement whose reply the connection lost: it is put back.
+ORPHAN_AFTER = timedelta(seconds=30)
 
 
 def backoff_seconds(failures: int) -> float:
@@ -62,6 +66,13 @@ class Worker(threading.Thread):
         self.stopping = threading.Event()
         self.wake = threading.Event()
         self.group: WorkerGroup | None = None
+        # Ids of tasks this thread claimed and has not yet recorded an outcome for.
+        self._held: set[int] = set()
+        self._held_lock = threading.Lock()
+
+    def held(self) -> set[int]:
+        with self._held_lock:
+            return set(self._held)
 
     def request_stop(self) -> None:
         self.stopping.set()
@@ -93,6 +104,8 @@ class Worker(threading.Thread):
         while not self.stopping.is_set():
             try:
                 tasks = claimer.claim(batch, timezone.now())
+                with self._held_lock:
+                    self._held.update(task.id for task in tasks)
                 failures = 0
             except DatabaseError as error:
                 failures = self._database_trouble(error, failures)
@@ -125,8 +138,11 @@ class Worker(threading.Thread):
         """Write outcomes; through a database outage, keep them and retry until written."""
         failures = 0
         while recorder.pending:
+            written = [outcome.task.id for outcome in recorder.pending]
             try:
                 recorder.flush()
+                with self._held_lock:
+                    self._held.difference_update(written)
             except DatabaseError as error:
                 failures = self._database_trouble(error, failures)
                 if failures > 1000:
@@ -176,9 +192,7 @@ class WorkerGroup(threading.Thread):
         if process is None:
             return
         self.process_id = process.pk
-        alive = liveness.Liveness(
-            self.using, self.process_id, self.engine.HEARTBEAT_INTERVAL, self.engine.WORKER_DEAD_AFTER
-        )
+        alive = liveness.Liveness(self.using, process, self.engine.HEARTBEAT_INTERVAL, self.engine.WORKER_DEAD_AFTER)
         if self.engine.LISTEN_NOTIFY and connections[self.using].vendor == "postgresql":
             from taskqueue.worker.wakeup import Listener
 
@@ -207,9 +221,10 @@ class WorkerGroup(threading.Thread):
         next_prune = 0.0
         while not self.stopping.wait(self.engine.HEARTBEAT_INTERVAL if failures == 0 else 0):
             try:
-                if not alive.beat():
-                    logger.error("this worker process was presumed dead; its tasks went to others")
+                alive.beat()
                 alive.recover()
+                held = set().union(*(worker.held() for worker in self.workers))
+                alive.release_orphans(held, older_than=ORPHAN_AFTER)
                 if time.monotonic() >= next_prune and self.engine.RESULT_RETENTION > 0:
                     liveness.prune_succeeded(self.using, self.engine.RESULT_RETENTION)
                     next_prune = time.monotonic() + PRUNE_INTERVAL

@@ -1,0 +1,150 @@
+"""Deciding that a worker is dead, exactly where it can be proved, and recovering its tasks."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from taskqueue.engine import liveness
+from taskqueue.models import Status, Task, WorkerProcess
+from tests.taskqueue import sample_queues as q
+
+pytestmark = pytest.mark.django_db
+
+
+def a_worker(pid: int, hostname: str = liveness.HOSTNAME, silent_for: float = 0) -> WorkerProcess:
+    then = timezone.now() - timedelta(seconds=silent_for)
+    return WorkerProcess.objects.create(
+        name="other", hostname=hostname, pid=pid, queues=["*"], threads=1, started_at=then, heartbeat_at=then
+    )
+
+
+def running_task(worker: WorkerProcess, queue=q.NoOpQueue, attempts: int = 1) -> Task:
+    info = queue.add_task(None)
+    Task.objects.filter(pk=info.id).update(
+        status=Status.RUNNING, claimed_by=worker, attempts=attempts, started_at=timezone.now()
+    )
+    return Task.objects.get(pk=info.id)
+
+
+@contextlib.contextmanager
+def session_of(worker: WorkerProcess) -> Iterator[None]:
+    """On PostgreSQL, hold the worker's advisory lock as its living database session would."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    import psycopg
+
+    params = connection.get_connection_params()
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    with psycopg.connect(**params, autocommit=True) as session:
+        session.execute("SELECT pg_advisory_lock(%s, %s)", [liveness.LOCK_NAMESPACE, worker.pk])
+        yield
+
+
+@pytest.fixture
+def me() -> liveness.Liveness:
+    process = liveness.register(connection.alias, "me", ["*"], 1)
+    return liveness.Liveness(connection.alias, process, heartbeat_interval=0.1, dead_after=60)
+
+
+@pytest.fixture
+def dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_task_of_a_worker_whose_process_is_gone_is_put_back_with_the_attempt_counted(me, dead_pid) -> None:
+    task = running_task(a_worker(dead_pid))
+    assert me.recover() == 1
+    task.refresh_from_db()
+    assert (task.status, task.attempts, task.abandoned, task.claimed_by_id) == (Status.READY, 1, True, None)
+    assert task.errors[-1]["exc_class"] == "taskqueue.WorkerDied"
+    assert not WorkerProcess.objects.exclude(pk=me.process_id).exists()
+
+
+def test_a_slow_but_living_worker_is_not_presumed_dead(me) -> None:
+    # The test process itself: alive, on this host, silent for longer than the grace period.
+    slow = a_worker(pid=os.getpid(), silent_for=30)
+    task = running_task(slow)
+    with session_of(slow):
+        assert me.recover() == 0
+    task.refresh_from_db()
+    assert task.status == Status.RUNNING
+
+
+def test_a_worker_on_another_host_is_presumed_dead_only_after_the_conservative_silence(me) -> None:
+    quiet_worker = a_worker(pid=1, hostname="elsewhere", silent_for=30)
+    quiet = running_task(quiet_worker)
+    gone_worker = a_worker(pid=1, hostname="far-away", silent_for=61)
+    gone = running_task(gone_worker)
+    with session_of(quiet_worker), session_of(gone_worker):
+        assert me.recover() == 1
+    quiet.refresh_from_db(), gone.refresh_from_db()
+    assert (quiet.status, gone.status) == (Status.RUNNING, Status.READY)
+
+
+def test_an_abandoned_task_without_attempts_left_fails_with_the_reason(me, dead_pid) -> None:
+    worker = a_worker(dead_pid)
+    spent = running_task(worker, q.KillerQueue, attempts=q.KillerQueue.max_attempts)
+    assert me.recover() == 1
+    spent.refresh_from_db()
+    assert (spent.status, spent.abandoned) == (Status.FAILED, True)
+    assert "died" in spent.errors[-1]["message"]
+
+
+def test_retry_abandoned_false_fails_at_the_first_death(me, dead_pid) -> None:
+    task = running_task(a_worker(dead_pid))
+    Task.objects.filter(pk=task.pk).update(retry_abandoned=False)
+    me.recover()
+    task.refresh_from_db()
+    assert task.status == Status.FAILED
+
+
+def test_a_running_task_whose_worker_row_is_gone_is_recovered(me) -> None:
+    worker = a_worker(pid=os.getpid())
+    task = running_task(worker)
+    worker.delete()
+    assert me.recover() == 1
+    task.refresh_from_db()
+    assert task.status == Status.READY
+
+
+def test_claimed_tasks_no_thread_holds_are_put_back_uncounted_after_a_while(me) -> None:
+    mine = me.process
+    lost = running_task(mine)
+    held = running_task(mine)
+    fresh = running_task(mine)
+    an_hour_ago = timezone.now() - timedelta(hours=1)
+    Task.objects.filter(pk__in=[lost.pk, held.pk]).update(started_at=an_hour_ago)
+    assert me.release_orphans({held.pk}, older_than=timedelta(seconds=30)) == 1
+    statuses = dict(Task.objects.values_list("pk", "status"))
+    assert statuses == {lost.pk: Status.READY, held.pk: Status.RUNNING, fresh.pk: Status.RUNNING}
+    assert Task.objects.get(pk=lost.pk).attempts == 0
+
+
+def test_a_worker_presumed_dead_registers_again_under_the_same_id(me) -> None:
+    WorkerProcess.objects.filter(pk=me.process_id).delete()
+    me.beat()
+    assert WorkerProcess.objects.filter(pk=me.process_id).exists()
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'", reason="advisory locks are PostgreSQL's")
+def test_postgresql_advisory_lock_proves_death_on_another_host(me) -> None:
+    other = a_worker(pid=1, hostname="elsewhere", silent_for=5)
+    task = running_task(other)
+    with session_of(other):
+        assert me.recover() == 0, "its session holds the lock: alive"
+    assert me.recover() == 1, "the session is gone: dead"
+    task.refresh_from_db()
+    assert task.status == Status.READY
