@@ -1,0 +1,237 @@
+"""The operator's view of the queue: tasks grouped by state with counts, failures readable, retry at hand."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from functools import cached_property
+from typing import Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db import connections
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.views.decorators.http import require_POST
+
+from taskqueue.engine import operations
+from taskqueue.models import Status, Task, WorkerProcess
+
+RECENT = timedelta(hours=24)
+
+
+def state_filters(now) -> dict[str, tuple[str, Q]]:
+    """The groups an operator thinks in; each one is served by an index."""
+    return {
+        "failed": ("Failed", Q(status=Status.FAILED)),
+        "abandoned": ("Abandoned (worker died)", Q(abandoned=True, status__in=[Status.READY, Status.FAILED])),
+        "running": ("Running", Q(status=Status.RUNNING)),
+        "ready": ("Ready", Q(status=Status.READY, run_at__lte=now)),
+        "scheduled": ("Scheduled (future)", Q(status=Status.READY, run_at__gt=now)),
+        "succeeded": ("Succeeded (24 h)", Q(status=Status.SUCCEEDED, finished_at__gte=now - RECENT)),
+        "cancelled": ("Cancelled", Q(status=Status.CANCELLED)),
+    }
+
+
+class StateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        groups = state_filters(timezone.now())
+        tasks = model_admin.get_queryset(request)
+        return [(key, f"{label} ({tasks.filter(condition).count()})") for key, (label, condition) in groups.items()]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Task]) -> QuerySet[Task]:
+        groups = state_filters(timezone.now())
+        if self.value() in groups:
+            return queryset.filter(groups[self.value()][1])
+        return queryset
+
+
+class AgeFilter(admin.SimpleListFilter):
+    title = "enqueued"
+    parameter_name = "age"
+    AGES = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("1h", "Last hour"), ("24h", "Last 24 hours"), ("7d", "Last 7 days"), ("older", "Older than 7 days")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Task]) -> QuerySet[Task]:
+        if self.value() in self.AGES:
+            return queryset.filter(enqueued_at__gte=timezone.now() - self.AGES[self.value()])
+        if self.value() == "older":
+            return queryset.filter(enqueued_at__lt=timezone.now() - self.AGES["7d"])
+        return queryset
+
+
+class EstimatedCountPaginator(Paginator):
+    """On PostgreSQL an unfiltered list uses the planner's row estimate: no full-table COUNT(*)."""
+
+    @cached_property
+    def count(self) -> int:
+        queryset = self.object_list
+        connection = connections[queryset.db]
+        if connection.vendor == "postgresql" and not queryset.query.where:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE relname = %s", [Task._meta.db_table])
+                row = cursor.fetchone()
+            if row and row[0] > 10_000:
+                return row[0]
+        return super().count
+
+
+@admin.register(Task)
+class TaskAdmin(admin.ModelAdmin):
+    list_display = ("id", "task_path", "queue_name", "state", "priority", "attempts", "run_at", "last_error_line")
+    list_display_links = ("id", "task_path")
+    list_filter = (StateFilter, "queue_name", AgeFilter)
+    search_fields = ("=id", "note", "task_path", "errors")
+    search_help_text = "Search by id, note, task path, or error text and traceback."
+    ordering = ("-id",)
+    list_per_page = 50
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+    actions = ("retry_tasks", "cancel_tasks", "delete_selected")
+    editable_when_waiting = ("priority", "run_at", "note")
+    fieldsets = (
+        (None, {"fields": ("task_path", "queue_name", "state", "note", "priority", "run_at")}),
+        ("Arguments", {"fields": ("arguments",)}),
+        (
+            "Attempts",
+            {
+                "fields": (
+                    "attempts",
+                    "max_attempts",
+                    "retry_abandoned",
+                    "enqueued_at",
+                    "started_at",
+                    "finished_at",
+                    "claimed_by",
+                    "dupe_key",
+                )
+            },
+        ),
+        ("Errors", {"fields": ("error_history",)}),
+        ("Result", {"fields": ("result",)}),
+    )
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Task | None = None) -> tuple[str, ...]:
+        computed = ("state", "arguments", "error_history", "result")
+        stored = tuple(field.name for field in Task._meta.fields if field.name != "id")
+        if obj is not None and obj.status == Status.READY:
+            stored = tuple(name for name in stored if name not in self.editable_when_waiting)
+        return computed + stored
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # tasks are enqueued by code, not typed in
+
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("taskqueue.retry_task")
+
+    @admin.display(description="state")
+    def state(self, task: Task) -> str:
+        if task.status == Status.READY and task.run_at > timezone.now():
+            label = "scheduled"
+        else:
+            label = task.get_status_display().lower()
+        if task.abandoned and task.status != Status.SUCCEEDED:
+            label += " (abandoned)"
+        return format_html('<span class="taskqueue-state taskqueue-{}">{}</span>', task.status, label)
+
+    @admin.display(description="last error")
+    def last_error_line(self, task: Task) -> str:
+        error = task.last_error
+        if not error:
+            return ""
+        return f"{error['exc_class'].rsplit('.', 1)[-1]}: {error['message'][:120]}"
+
+    @admin.display(description="arguments")
+    def arguments(self, task: Task) -> str:
+        return format_html('<pre class="taskqueue-json">{}</pre>', json.dumps(task.payload, indent=2))
+
+    @admin.display(description="result")
+    def result(self, task: Task) -> str:
+        if task.status != Status.SUCCEEDED:
+            return "-"
+        return format_html('<pre class="taskqueue-json">{}</pre>', json.dumps(task.return_value, indent=2))
+
+    @admin.display(description="errors, one per failed attempt")
+    def error_history(self, task: Task) -> str:
+        if not task.errors:
+            return "None"
+        return format_html_join(
+            "",
+            '<section class="taskqueue-error"><h4>Attempt {} at {} on worker {}{}</h4>'
+            "<p><strong>{}</strong>: {}</p><pre>{}</pre></section>",
+            (
+                (
+                    e.get("attempt"),
+                    e.get("at"),
+                    e.get("worker"),
+                    " (worker died)" if e.get("abandoned") else "",
+                    e.get("exc_class"),
+                    e.get("message"),
+                    e.get("traceback") or "(no traceback)",
+                )
+                for e in reversed(task.errors)
+            ),
+        )
+
+    @admin.action(description="Retry selected tasks now", permissions=["retry"])
+    def retry_tasks(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
+        result = operations.retry(queryset.values_list("pk", flat=True))
+        self._report(request, result, "retried", "still running or waiting, so not retried")
+
+    @admin.action(description="Cancel selected waiting tasks", permissions=["retry"])
+    def cancel_tasks(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
+        result = operations.cancel(queryset.values_list("pk", flat=True))
+        self._report(request, result, "cancelled", "not waiting (running or finished), so not cancelled")
+
+    def _report(self, request: HttpRequest, result: operations.Result, done: str, refused: str) -> None:
+        if result.done:
+            self.message_user(request, f"{result.done} task(s) {done}.", messages.SUCCESS)
+        if result.refused:
+            self.message_user(request, f"{result.refused} task(s) {refused}.", messages.WARNING)
+
+    def get_urls(self):
+        retry_view = self.admin_site.admin_view(require_POST(self.retry_view))
+        return [path("<int:task_id>/retry/", retry_view, name="taskqueue_task_retry"), *super().get_urls()]
+
+    def retry_view(self, request: HttpRequest, task_id: int) -> HttpResponseRedirect:
+        """The "Retry now" button of a task's page."""
+        if not self.has_retry_permission(request):
+            raise PermissionDenied
+        task = get_object_or_404(Task, pk=task_id)
+        self._report(request, operations.retry([task.pk]), "retried", "still running or waiting, so not retried")
+        return HttpResponseRedirect(reverse("admin:taskqueue_task_change", args=[task.pk]))
+
+    def render_change_form(self, request: HttpRequest, context: dict[str, Any], *args: Any, **kwargs: Any):
+        task = kwargs.get("obj")
+        context["can_retry"] = bool(task and task.status in operations.RETRYABLE and self.has_retry_permission(request))
+        return super().render_change_form(request, context, *args, **kwargs)
+
+
+@admin.register(WorkerProcess)
+class WorkerProcessAdmin(admin.ModelAdmin):
+    list_display = ("name", "hostname", "pid", "queue_list", "threads", "started_at", "heartbeat_at", "heartbeat_age")
+    readonly_fields = ("name", "hostname", "pid", "queues", "threads", "started_at", "heartbeat_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: WorkerProcess | None = None) -> bool:
+        return False
+
+    @admin.display(description="queues")
+    def queue_list(self, process: WorkerProcess) -> str:
+        return ", ".join(process.queues)
+
+    @admin.display(description="last heartbeat")
+    def heartbeat_age(self, process: WorkerProcess) -> str:
+        return f"{(timezone.now() - process.heartbeat_at).total_seconds():.0f} s ago"
