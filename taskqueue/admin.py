@@ -131,6 +131,12 @@ class TaskAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # tasks are enqueued by code, not typed in
 
+    def has_change_permission(self, request: HttpRequest, obj: Task | None = None) -> bool:
+        """Only waiting tasks can be edited; the others are shown read-only (with their retry button)."""
+        if obj is not None and obj.status != Status.READY:
+            return False
+        return super().has_change_permission(request, obj)
+
     def has_retry_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("taskqueue.retry_task")
 

@@ -96,7 +96,7 @@ class Worker(threading.Thread):
     def _loop(self, group: WorkerGroup) -> None:
         engine = group.engine
         claimer = Claimer(group.using, group.process_id, self.selectors)
-        recorder = Recorder(group.using, group.process_id, group.label, engine.RESULT_RETENTION)
+        recorder = Recorder(group.using, group.process_id, group.worker_label, engine.RESULT_RETENTION)
         control = TaskControl(self.stopping)
         most = self.batch_size or engine.BATCH_SIZE
         batch = 1
@@ -166,6 +166,7 @@ class WorkerGroup(threading.Thread):
         self.engine = settings or load_settings()
         self.using = router.db_for_write(Task)
         self.process_id: int = 0
+        self.worker_label = name
         self.stopping = threading.Event()
         self.started_up = threading.Event()
         for worker in self.workers:
@@ -192,6 +193,7 @@ class WorkerGroup(threading.Thread):
         if process is None:
             return
         self.process_id = process.pk
+        self.worker_label = str(process)
         alive = liveness.Liveness(self.using, process, self.engine.HEARTBEAT_INTERVAL, self.engine.WORKER_DEAD_AFTER)
         if self.engine.LISTEN_NOTIFY and connections[self.using].vendor == "postgresql":
             from taskqueue.worker.wakeup import Listener

@@ -193,3 +193,16 @@ class HangOnceQueue(BaseQueue[None]):
         if task_info.attempt_count == 0:
             time.sleep(120)
         return None
+
+
+class NeedsFixQueue(BaseQueue[str]):
+    """Fails until the file its argument names exists: an operator fixes the cause, then retries."""
+
+    queue_name = "needs-fix"
+
+    @classmethod
+    def process(cls, task_info: TaskInfo[str]) -> Retry | None:
+        if not Path(task_info.get_arg()).exists():
+            raise FileNotFoundError(f"{task_info.get_arg()} is missing")
+        record(f"{task_info.id} fixed")
+        return None
