@@ -13,6 +13,7 @@ class EmailQueue(BaseQueue[Email]):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import typing
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -203,10 +204,16 @@ def backoff_delay(queue: type[BaseQueue[Any]], attempts: int) -> timedelta:
     return timedelta(seconds=min(queue.retry_backoff * 2 ** max(attempts - 1, 0), MAX_BACKOFF_SECONDS))
 
 
+@functools.cache
+def queue_class(path: str) -> Any:
+    """Import a queue class once per process (a failed import raises and is not cached)."""
+    return import_string(path)
+
+
 def execute(task: ClaimedTask, control: TaskControl) -> Outcome:
     """The executor of queue-class tasks: import the class, call `process`, map its answer."""
     try:
-        queue = import_string(task.task_path)
+        queue = queue_class(task.task_path)
     except ImportError as error:
         return Failed(task, ErrorInfo.from_exception(error))
     if not (isinstance(queue, type) and issubclass(queue, BaseQueue)):
