@@ -7,6 +7,7 @@ import time
 from collections import Counter
 
 import pytest
+from django.db import connection  # noqa: F401 - read by skipif conditions
 
 from taskqueue.models import Status, Task, WorkerProcess
 from tests.taskqueue import sample_queues as q
@@ -93,3 +94,31 @@ def test_an_idle_worker_picks_up_a_new_task_promptly(workers, record_file) -> No
     time.sleep(0.5)
     q.RecordingQueue.add_task("hello")
     wait_until(lambda: len(recorded(record_file)) == 1, timeout=5, message="the task ran")
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'", reason="LISTEN/NOTIFY is PostgreSQL's")
+def test_listen_notify_wakes_an_idle_worker_long_before_its_next_poll(workers, record_file) -> None:
+    workers.start("--queues", "recording", "--interval", "30")
+    wait_until(lambda: WorkerProcess.objects.count() == 1, timeout=20, message="the worker registered")
+    time.sleep(1.5)  # past its first (empty) poll: from now on only a notification wakes it within 30 s
+    q.RecordingQueue.add_task("wake up")
+    wait_until(lambda: len(recorded(record_file)) == 1, timeout=3, message="the notification woke the worker")
+
+
+def test_a_worker_group_runs_in_this_process_and_stop_waits_for_it(transactional_db, record_file) -> None:
+    from taskqueue import Worker, WorkerGroup
+
+    group = WorkerGroup(
+        [
+            Worker(thread_name="python-1", sleep_seconds_when_empty=0.1, queue_classes=[q.RecordingQueue]),
+            Worker(thread_name="python-2", sleep_seconds_when_empty=0.1, queues=["recording"]),
+        ],
+        name="from-python",
+    )
+    group.start()
+    q.RecordingQueue.add_tasks(range(50))
+    wait_until(lambda: len(recorded(record_file)) == 50, timeout=20, message="the group ran the tasks")
+    assert WorkerProcess.objects.get().name == "from-python"
+    group.stop()
+    assert not group.is_alive() and not any(worker.is_alive() for worker in group.workers)
+    assert not WorkerProcess.objects.exists()
