@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from taskqueue.engine.claim import ClaimedTask
 from taskqueue.engine.executors import executor_for
-from taskqueue.engine.outcomes import Cancelled, ErrorInfo, Failed, Outcome, RetryLater, Succeeded
+from taskqueue.engine.outcomes import ErrorInfo, Failed, Outcome, RetryLater, Succeeded
 
 logger = logging.getLogger("taskqueue.task")
 
@@ -74,5 +74,3 @@ def log_outcome(outcome: Outcome, seconds: float) -> None:
             detail,
         )
 
-
-__all__ = ["Cancelled", "TaskControl", "run_task"]
