@@ -133,8 +133,8 @@ class BaseQueue[T]:
         dupe_key: str | None = None,
     ) -> TaskInfo[T]:
         """Enqueue `arg`. Raises SerializationError (nothing stored) or DupeKeyExc."""
-        task = enqueue(cls._spec(arg, note, priority, first_attempt_datetime, dupe_key))
-        return cls._info(task)
+        spec = cls._spec(arg, note, priority, first_attempt_datetime, dupe_key)
+        return cls._info(enqueue(spec), spec)
 
     @classmethod
     def add_tasks(
@@ -146,7 +146,7 @@ class BaseQueue[T]:
     ) -> list[TaskInfo[T]]:
         """Enqueue many arguments with multi-row inserts: all are stored, or (on any bad one) none."""
         specs = [cls._spec(arg, note, priority, first_attempt_datetime, None) for arg in args]
-        return [cls._info(task) for task in enqueue_many(specs)]
+        return [cls._info(task_id, spec) for task_id, spec in zip(enqueue_many(specs), specs, strict=True)]
 
     @classmethod
     def _spec(
@@ -171,19 +171,11 @@ class BaseQueue[T]:
         )
 
     @classmethod
-    def _info(cls, task: Task) -> TaskInfo[T]:
+    def _info(cls, task_id: int, spec: TaskSpec) -> TaskInfo[T]:
         stored = ClaimedTask(
-            task.pk,
-            KIND,
-            task.task_path,
-            task.queue_name,
-            task.payload,
-            task.note,
-            task.priority,
-            0,
-            task.max_attempts,
-            [],
-        )
+            task_id, KIND, spec.task_path, spec.queue_name, spec.payload, spec.note, spec.priority, 0,
+            spec.max_attempts, [],
+        )  # fmt: skip
         return TaskInfo(stored, cls)
 
     @classmethod

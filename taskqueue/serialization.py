@@ -10,9 +10,14 @@ from typing import Any
 
 from taskqueue.exceptions import DeserializationExc, SerializationError
 
+# Values that always survive a JSON round trip (floats do not: NaN and infinities are refused).
+ROUND_TRIP_SCALARS = (type(None), str, int, bool)
+
 
 def check_json(value: Any, what: str = "The argument") -> Any:
     """Return `value` if it survives a JSON round trip unchanged; raise SerializationError if not."""
+    if type(value) in ROUND_TRIP_SCALARS:
+        return value
     try:
         text = json.dumps(value, allow_nan=False)
     except (TypeError, ValueError) as error:

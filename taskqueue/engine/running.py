@@ -73,4 +73,3 @@ def log_outcome(outcome: Outcome, seconds: float) -> None:
             seconds * 1000,
             detail,
         )
-

@@ -30,6 +30,28 @@ def test_add_task_stores_a_ready_task_and_count_sees_it() -> None:
     assert q.NoOpQueue.count() == 1
 
 
+@pytest.mark.parametrize("bulk", [False, True], ids=["add_task", "add_tasks"])
+def test_a_stored_task_carries_the_queue_class_defaults(bulk: bool) -> None:
+    when = timezone.now() + timedelta(minutes=3)
+    if bulk:
+        q.KillerQueue.add_tasks([{"once": True}], note="n", priority=4, first_attempt_datetime=when)
+    else:
+        q.KillerQueue.add_task({"once": True}, note="n", priority=4, first_attempt_datetime=when, dupe_key="k")
+    task = Task.objects.get()
+    assert (task.kind, task.queue_name, task.status, task.note, task.priority, task.run_at) == (
+        "queue", "killer", Status.READY, "n", 4, when,
+    )  # fmt: skip
+    assert (task.attempts, task.max_attempts, task.retry_abandoned, task.abandoned, task.errors) == (
+        0,
+        3,
+        True,
+        False,
+        [],
+    )
+    assert task.payload == {"arg": {"once": True}} and task.dupe_key == (None if bulk else "k")
+    assert task.enqueued_at <= timezone.now() and not task.cancel_requested
+
+
 def test_queue_name_defaults_to_the_class_path() -> None:
     class Plain(BaseQueue[int]):
         @classmethod
