@@ -8,11 +8,12 @@ PYTHON := $(BIN)/python
 PORT ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-dev run test lint format clean
+.PHONY: help install install-dev run test bench lint format clean
 
 help:
 	@echo "make run      set up and run the site with its worker (SQLite, http://127.0.0.1:$(PORT))"
 	@echo "make test     set up and run the test suite on SQLite and PostgreSQL 15"
+	@echo "make bench    measure enqueue, drain and pickup rates on SQLite and PostgreSQL 15"
 	@echo "make lint     ruff, import contracts and a migrations check"
 	@echo "make format   format the code with ruff"
 
@@ -42,6 +43,9 @@ run: install .env
 
 test: install-dev
 	$(PYTHON) -m scripts.run_tests
+
+bench: install-dev
+	$(PYTHON) -m scripts.bench
 
 lint: install-dev
 	$(BIN)/ruff check .

@@ -15,6 +15,7 @@ class Status(models.TextChoices):
 
 
 UNFINISHED = (Status.READY, Status.RUNNING)
+FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
 
 
 class Task(models.Model):
@@ -72,7 +73,9 @@ class Task(models.Model):
                 condition=Q(status=Status.READY),
             ),
             models.Index("claimed_by", name="taskqueue_running", condition=Q(status=Status.RUNNING)),
-            models.Index("status", "finished_at", name="taskqueue_finished"),
+            # Pruning and the admin's counts of finished tasks. Partial, so the planner can never
+            # mistake it for a way to find ready tasks (it did, on stale statistics).
+            models.Index(fields=["status", "finished_at"], name="taskqueue_finished", condition=Q(status__in=FINISHED)),
         ]
         constraints = [
             # Enforced by the database, so two processes racing cannot both enqueue the key.

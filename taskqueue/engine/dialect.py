@@ -19,25 +19,39 @@ class Dialect:
     def json_param(self) -> str:
         return "%s::jsonb" if self.vendor == "postgresql" else "%s"
 
+    @property
+    def now(self) -> str:
+        """The claim's notion of now. SQLite's is read inside the statement, after the write lock is
+        taken: a time taken before waiting for the lock would miss tasks committed meanwhile."""
+        if self.vendor == "postgresql":
+            return "%(now)s"
+        return "strftime('%%Y-%%m-%%d %%H:%%M:%%f', 'now')"
+
+    @property
+    def due(self) -> str:
+        """What run_at is compared with. SQLite's clock has milliseconds, run_at microseconds: a task
+        stored during the current millisecond counts as due."""
+        if self.vendor == "postgresql":
+            return self.now
+        return f"{self.now} || '999'"
+
     def claim_sql(self, queue_filter: str) -> str:
         """Claim up to N ready tasks of one selector: mark them running for this worker, return them."""
         pick = (
-            f"SELECT id FROM {TABLE} WHERE status = '{Status.READY}' AND {queue_filter} AND run_at <= %(now)s "
+            f"SELECT id FROM {TABLE} WHERE status = '{Status.READY}' AND {queue_filter} AND run_at <= {self.due} "
             f"ORDER BY {CLAIM_ORDER} LIMIT %(limit)s"
         )
-        assign = (
-            f"status = '{Status.RUNNING}', claimed_by_id = %(worker)s, started_at = %(now)s, attempts = attempts + 1"
-        )
+        assign = f"status = '{Status.RUNNING}', claimed_by_id = %(worker)s, started_at = {self.now}"
         if self.vendor == "postgresql":
             # SKIP LOCKED: rows another worker is claiming are passed over, never waited for.
             return (
                 f"WITH picked AS ({pick} FOR UPDATE SKIP LOCKED) "
-                f"UPDATE {TABLE} AS t SET {assign.replace('attempts + 1', 't.attempts + 1')} "
+                f"UPDATE {TABLE} AS t SET {assign}, attempts = t.attempts + 1 "
                 f"FROM picked WHERE t.id = picked.id "
                 f"RETURNING {', '.join('t.' + column for column in CLAIMED_COLUMNS.split(', '))}"
             )
         # SQLite: one write statement takes the database's write lock before it reads, so claims serialize.
-        return f"UPDATE {TABLE} SET {assign} WHERE id IN ({pick}) RETURNING {CLAIMED_COLUMNS}"
+        return f"UPDATE {TABLE} SET {assign}, attempts = attempts + 1 WHERE id IN ({pick}) RETURNING {CLAIMED_COLUMNS}"
 
 
 QUEUE_FILTERS = {"all": "1 = 1", "exact": "queue_name = %(queue)s", "prefix": "queue_name LIKE %(queue)s ESCAPE '\\'"}

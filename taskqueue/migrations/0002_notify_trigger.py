@@ -6,6 +6,8 @@ completions (which make nothing ready) send none. Other databases rely on pollin
 
 from django.db import migrations
 
+from taskqueue.engine.schema import run_on_postgresql
+
 CREATE = """
 CREATE FUNCTION taskqueue_notify_ready() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -25,14 +27,6 @@ DROP TRIGGER IF EXISTS taskqueue_notify_update ON taskqueue_task;
 DROP TRIGGER IF EXISTS taskqueue_notify_insert ON taskqueue_task;
 DROP FUNCTION IF EXISTS taskqueue_notify_ready();
 """
-
-
-def run_on_postgresql(sql: str):
-    def operation(apps, schema_editor) -> None:
-        if schema_editor.connection.vendor == "postgresql":
-            schema_editor.execute(sql)
-
-    return operation
 
 
 class Migration(migrations.Migration):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -82,6 +83,7 @@ class WorkerProcesses:
             env=self.env | env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: children of a supervisor end with it
         )
         process.log_path = log.name  # type: ignore[attr-defined]
         self.started.append(process)
@@ -100,6 +102,9 @@ class WorkerProcesses:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+            # Whatever is left of the group this test started (a supervisor's children) goes too.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
 
 
 @pytest.fixture

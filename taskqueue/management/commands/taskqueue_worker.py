@@ -108,11 +108,10 @@ def supervise(count: int) -> int:
         del child_args[at : at + 2]
     child_args = [a for a in child_args if not a.startswith("--processes=")]
     children: list[subprocess.Popen[bytes]] = []
-    stopping = False
+    received: list[int] = []
 
     def on_signal(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
+        received.append(signum)
         for child in children:
             if child.poll() is None:
                 child.send_signal(signum)
@@ -120,11 +119,16 @@ def supervise(count: int) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     children.extend(subprocess.Popen(child_args) for _ in range(count))
-    while not stopping:
+    while not received:
         for index, child in enumerate(children):
-            if child.poll() is not None and not stopping:
+            if child.poll() is not None and not received:
                 logger.error("worker process %s exited with %s; restarting it", child.pid, child.returncode)
                 time.sleep(1)
-                children[index] = subprocess.Popen(child_args)
+                if not received:
+                    children[index] = subprocess.Popen(child_args)
         time.sleep(0.2)
+    # A child started just as the signal came may have missed it: pass it on again.
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(received[0])
     return max((child.wait() for child in children), default=0)
