@@ -122,3 +122,17 @@ def test_a_worker_group_runs_in_this_process_and_stop_waits_for_it(transactional
     group.stop()
     assert not group.is_alive() and not any(worker.is_alive() for worker in group.workers)
     assert not WorkerProcess.objects.exists()
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'", reason="LISTEN/NOTIFY is PostgreSQL's")
+def test_tasks_enqueued_late_in_a_transaction_wake_the_worker_on_commit(workers, record_file) -> None:
+    from django.db import transaction
+
+    workers.start("--queues", "recording", "--interval", "30")
+    wait_until(lambda: WorkerProcess.objects.count() == 1, timeout=20, message="the worker registered")
+    time.sleep(1.5)
+    with transaction.atomic():
+        time.sleep(0.3)  # the transaction began well before the tasks are stamped
+        q.RecordingQueue.add_tasks(["bulk-1", "bulk-2"])
+        q.RecordingQueue.add_task("single")
+    wait_until(lambda: len(recorded(record_file)) == 3, timeout=3, message="the commit woke the worker")

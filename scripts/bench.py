@@ -1,0 +1,944 @@
+"""Benchmark the task queue on SQLite and on a throwaway PostgreSQL 15, side by side.
+
+    python -m scripts.bench [--runs N] [--tasks N] [--quick]
+
+Measures enqueue rates (one per transaction, and bulk), the drain rate of no-op tasks by one and by
+two real worker processes (`manage.py taskqueue_worker --threads 1`), the pickup latency of an idle
+worker, a worker's memory over a long run, and what an idle worker costs. Prints the median of each
+figure over the runs, its ratio PostgreSQL/SQLite and against its target, and ends with a markdown
+table for the README.
+
+Each measurement runs in a child process of its own (`--child`, Django configured for one database),
+started in a session of its own, so everything it starts can be stopped through it, even on errors,
+timeouts or Ctrl+C. The worker processes import the queue classes below as `scripts.bench.BenchNoOp`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import random
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scripts.pgcluster import DEFAULT_BIN_DIR, Cluster, ClusterError, binaries_available
+
+PROJECT = Path(__file__).resolve().parent.parent
+MODULE = "scripts.bench"
+NOOP_QUEUE, STAMP_QUEUE = "bench-noop", "bench-stamp"
+STAMP_FILE_ENV = "BENCH_STAMP_FILE"
+QUEUE_CLASSES = ("BenchNoOp", "BenchStamp")
+
+# What child processes keep of this process's environment (as the test suite's worker fixture does).
+INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV", "PYENV_VERSION")
+SECRET_KEY = "bench-only-secret-key-8f3Kq9zL2wXv7Rt5Yp1Nm4Bc6Hd0Js8Ga2Ue"
+SQLITE, POSTGRES = "SQLite", "PostgreSQL"
+
+POLL_SECONDS = 0.05  # how often a drain is checked for its end
+WORKER_POLL_SECONDS = 1.0  # an idle worker's poll interval with the default settings
+SETTLE_SECONDS = 1.0  # after registering, a worker opens its LISTEN connection and makes its first poll
+IDLE_SETTLE_SECONDS = 3.0  # before idle cost is counted, PostgreSQL counts the start-up transactions
+INSERT_SLICE = 20_000  # tasks per add_tasks call, to bound the measuring process's memory
+WORKER_STOP_SECONDS = 30.0
+CHILD_STOP_SECONDS = 45.0
+MIGRATE_SECONDS = 180.0
+MAX_PROBLEMS_SHOWN = 40
+
+
+class BenchError(Exception):
+    pass
+
+
+# --- The queue classes the worker processes run --------------------------------------------------
+
+
+def __getattr__(name: str) -> type:
+    """`BenchNoOp` and `BenchStamp`, defined on first use.
+
+    `taskqueue.queues` needs Django's app registry, and this module is also the benchmark's entry
+    point, which runs before Django is configured; worker processes get here after `django.setup()`.
+    """
+    if name not in QUEUE_CLASSES:
+        raise AttributeError(f"module {MODULE!r} has no attribute {name!r}")
+    globals().update(define_queues())
+    return globals()[name]
+
+
+def define_queues() -> dict[str, type]:
+    from taskqueue.queues import BaseQueue, Retry, TaskInfo
+
+    class BenchNoOp(BaseQueue[None]):
+        """Does nothing: what remains is the engine's cost per task."""
+
+        __module__ = MODULE
+        __qualname__ = "BenchNoOp"
+        queue_name = NOOP_QUEUE
+
+        @classmethod
+        def process(cls, task_info: TaskInfo[None]) -> Retry | None:
+            return None
+
+    class BenchStamp(BaseQueue[None]):
+        """Appends `<task id> <time.time()>` to the file named by BENCH_STAMP_FILE as it starts."""
+
+        __module__ = MODULE
+        __qualname__ = "BenchStamp"
+        queue_name = STAMP_QUEUE
+
+        @classmethod
+        def process(cls, task_info: TaskInfo[None]) -> Retry | None:
+            line = f"{task_info.id} {time.time()!r}\n".encode()
+            fd = os.open(os.environ[STAMP_FILE_ENV], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, line)
+            finally:
+                os.close(fd)
+            return None
+
+    return {"BenchNoOp": BenchNoOp, "BenchStamp": BenchStamp}
+
+
+def bench_queue(name: str) -> Any:
+    """A queue class imported the way worker processes import it."""
+    from django.utils.module_loading import import_string
+
+    return import_string(f"{MODULE}.{name}")
+
+
+# --- Child side: one measurement, Django configured for one database -----------------------------
+
+
+@dataclass
+class StartedWorker:
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log_lines(self) -> list[str]:
+        return [line for line in self.log.read_text(errors="replace").splitlines() if line.strip()]
+
+
+@dataclass
+class Bench:
+    """One measurement: the worker processes it started (all stopped on exit) and the problems seen."""
+
+    log_dir: Path
+    problems: list[str] = field(default_factory=list)
+    workers: list[StartedWorker] = field(default_factory=list)
+
+    def __enter__(self) -> Bench:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop_workers()
+
+    def start_workers(
+        self,
+        count: int,
+        queue: str = NOOP_QUEUE,
+        retention: bool = True,
+        env: dict[str, str] | None = None,
+        settle: float = SETTLE_SECONDS,
+    ) -> list[StartedWorker]:
+        """Start worker processes, wait until each has registered, then let them settle into idling."""
+        if retention:
+            command = [sys.executable, "manage.py", "taskqueue_worker", "--queues", queue, "--threads", "1"]
+        else:
+            command = [sys.executable, "-m", MODULE, "--serve-without-retention", queue]
+        started = []
+        for _ in range(count):
+            log_path = self.log_dir / f"worker-{os.getpid()}-{len(self.workers)}.log"
+            with log_path.open("wb") as log:
+                process = subprocess.Popen(
+                    command, cwd=PROJECT, env=os.environ | (env or {}), stdout=log, stderr=subprocess.STDOUT
+                )
+            started.append(StartedWorker(process, log_path))
+        self.workers.extend(started)
+        self.wait_registered(started)
+        time.sleep(settle)
+        return started
+
+    def wait_registered(self, workers: list[StartedWorker], timeout: float = 30.0) -> None:
+        from taskqueue.models import WorkerProcess
+
+        pids = [worker.pid for worker in workers]
+        deadline = time.monotonic() + timeout
+        while WorkerProcess.objects.filter(pid__in=pids).count() < len(pids):
+            self.check_alive()
+            if time.monotonic() > deadline:
+                raise BenchError(f"worker processes {pids} did not register within {timeout:.0f}s")
+            time.sleep(POLL_SECONDS)
+
+    def worker_cpu_seconds(self) -> float:
+        return sum(cpu_seconds(worker.pid) for worker in self.workers)
+
+    def check_alive(self) -> None:
+        for worker in self.workers:
+            if worker.process.poll() is not None:
+                tail = "\n".join(worker.log_lines()[-15:])
+                raise BenchError(f"worker {worker.pid} exited with {worker.process.returncode}:\n{tail}")
+
+    def stop_workers(self) -> None:
+        """SIGTERM, as a deployment would stop them; kill what has not exited after WORKER_STOP_SECONDS."""
+        for worker in self.workers:
+            if worker.process.poll() is None:
+                worker.process.send_signal(signal.SIGTERM)
+        for worker in self.workers:
+            try:
+                code = worker.process.wait(timeout=WORKER_STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                worker.process.kill()
+                worker.process.wait()
+                self.problems.append(f"worker {worker.pid} did not stop within {WORKER_STOP_SECONDS:.0f}s of SIGTERM")
+                code = 0
+            if code != 0:
+                self.problems.append(f"worker {worker.pid} exited with {code} after SIGTERM")
+            self.problems.extend(f"worker {worker.pid} logged: {line}" for line in worker.log_lines())
+        self.workers.clear()
+
+
+def reset_database(bench: Bench) -> None:
+    """Empty the task tables, so every measurement starts alike; report worker rows left registered."""
+    from django.db import connection
+
+    from taskqueue.models import Task, WorkerProcess
+
+    left = list(WorkerProcess.objects.values_list("name", "pid"))
+    if left:
+        bench.problems.append(f"{len(left)} worker process rows still registered before the measurement: {left[:3]}")
+    tables = (Task._meta.db_table, WorkerProcess._meta.db_table)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(f"TRUNCATE {', '.join(tables)}")
+        else:
+            for table in tables:
+                cursor.execute(f"DELETE FROM {table}")
+
+
+def status_counts() -> dict[str, int]:
+    from django.db.models import Count
+
+    from taskqueue.models import Task
+
+    return dict(Task.objects.order_by().values_list("status").annotate(Count("id")))
+
+
+def drain_timeout(tasks: int) -> float:
+    return 60.0 + tasks / 200
+
+
+def wait_drained(bench: Bench, timeout: float, on_poll: Callable[[], None] | None = None) -> float:
+    """Poll every 50 ms until no task is ready or running; the monotonic time that was first seen."""
+    from taskqueue.models import UNFINISHED, Task
+
+    unfinished = Task.objects.filter(status__in=UNFINISHED)
+    deadline = time.monotonic() + timeout
+    while unfinished.exists():
+        if on_poll:
+            on_poll()
+        bench.check_alive()
+        if time.monotonic() > deadline:
+            raise BenchError(f"tasks still unfinished {timeout:.0f}s after enqueueing: {status_counts()}")
+        time.sleep(POLL_SECONDS)
+    return time.monotonic()
+
+
+def check_outcomes(bench: Bench, tasks: int, retention: bool = True) -> None:
+    """Every task succeeded exactly once (with RESULT_RETENTION=0 their rows are gone)."""
+    from taskqueue.models import Status, Task
+
+    counts = status_counts()
+    expected = {Status.SUCCEEDED.value: tasks} if retention else {}
+    if counts != expected:
+        bench.problems.append(f"task statuses after the run: {counts}, expected {expected}")
+    repeated = Task.objects.filter(attempts__gt=1).count()
+    if repeated:
+        bench.problems.append(f"{repeated} tasks took more than one attempt")
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise BenchError(f"no VmRSS for process {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure_enqueue(bench: Bench, count: int, budget: float) -> dict[str, Any]:
+    """`add_task` in a loop, each its own transaction (autocommit), for `count` tasks or `budget` seconds."""
+    queue = bench_queue("BenchNoOp")
+    queue.add_task(None)  # opens the connection
+    done = 0
+    started = time.perf_counter()
+    deadline = started + budget
+    while done < count and time.perf_counter() < deadline:
+        queue.add_task(None)
+        done += 1
+    return {"rate": done / (time.perf_counter() - started)}
+
+
+def measure_bulk(bench: Bench, tasks: int) -> dict[str, Any]:
+    queue = bench_queue("BenchNoOp")
+    queue.add_tasks([None])  # opens the connection
+    started = time.perf_counter()
+    queue.add_tasks([None] * tasks)
+    return {"rate": tasks / (time.perf_counter() - started)}
+
+
+def enqueue_committed(tasks: int) -> tuple[float, float]:
+    """Bulk-insert no-op tasks in one transaction; the monotonic and wall-clock times of its commit."""
+    from django.db import transaction
+
+    queue = bench_queue("BenchNoOp")
+    commit: list[float] = []
+    with transaction.atomic():
+        for start in range(0, tasks, INSERT_SLICE):
+            queue.add_tasks([None] * min(INSERT_SLICE, tasks - start))
+        transaction.on_commit(lambda: commit.extend((time.monotonic(), time.time())))
+    return commit[0], commit[1]
+
+
+def measure_drain(bench: Bench, tasks: int, workers: int, retention: bool = True) -> dict[str, Any]:
+    """Idle workers first; then bulk-insert the tasks and time from the commit until none is unfinished.
+
+    The insert comes at a random point of the workers' idle poll cycle, which matters where nothing
+    wakes them (SQLite). With the rows kept, `steady_rate` is the rate from the first task's start (or
+    the commit, if stamped earlier) to the last one's finish, as the rows record them.
+    """
+    from django.db.models import Max, Min
+
+    from taskqueue.models import Task
+
+    bench.start_workers(workers, retention=retention, settle=SETTLE_SECONDS + random.uniform(0, WORKER_POLL_SECONDS))
+    cpu = bench.worker_cpu_seconds()
+    committed, committed_wall = enqueue_committed(tasks)
+    seconds = wait_drained(bench, drain_timeout(tasks)) - committed
+    result: dict[str, Any] = {
+        "rate": tasks / seconds,
+        "seconds": seconds,
+        "worker_cpu_percent": (bench.worker_cpu_seconds() - cpu) / seconds * 100,
+    }
+    if retention:
+        span = Task.objects.aggregate(first=Min("started_at"), last=Max("finished_at"))
+        first = span["first"].timestamp()
+        result["first_pickup_ms"] = (first - committed_wall) * 1000
+        result["steady_rate"] = tasks / (span["last"].timestamp() - max(first, committed_wall))
+    check_outcomes(bench, tasks, retention)
+    return result
+
+
+def wait_for_growth(path: Path, size: int, timeout: float = 10.0) -> int:
+    deadline = time.monotonic() + timeout
+    while (grown := path.stat().st_size) <= size:
+        if time.monotonic() > deadline:
+            raise BenchError(f"a task did not run within {timeout:.0f}s of its enqueue")
+        time.sleep(0.001)
+    return grown
+
+
+def measure_pickup(bench: Bench, samples: int, budget: float) -> dict[str, Any]:
+    """One idle worker; enqueue one task at a time, each after the last ran and a random pause.
+
+    Latency: from `add_task` returning (its commit done) to the task's `process` starting. Where only
+    polling wakes the worker (SQLite), the pause spans its poll interval, so each task comes at a
+    random point of the poll cycle rather than just after the worker's last look.
+    """
+    from django.db import connection
+
+    stamps = bench.log_dir / f"stamps-{os.getpid()}.txt"
+    stamps.touch()
+    bench.start_workers(1, queue=STAMP_QUEUE, env={STAMP_FILE_ENV: str(stamps)})
+    queue = bench_queue("BenchStamp")
+    longest_pause = 0.05 if connection.vendor == "postgresql" else WORKER_POLL_SECONDS
+    enqueued: dict[int, float] = {}
+    size = 0
+    deadline = time.monotonic() + budget
+    while len(enqueued) < samples and time.monotonic() < deadline:
+        task_id = queue.add_task(None).id
+        enqueued[task_id] = time.time()
+        size = wait_for_growth(stamps, size)
+        time.sleep(random.uniform(0.01, longest_pause))
+    wait_drained(bench, drain_timeout(0))
+    ran = {int(task_id): float(at) for task_id, at in (line.split() for line in stamps.read_text().splitlines())}
+    latencies = [(ran[task_id] - at) * 1000 for task_id, at in enqueued.items()]
+    if len(latencies) < 2:
+        raise BenchError(f"only {len(latencies)} pickup sample(s) within {budget:.0f}s")
+    check_outcomes(bench, len(enqueued))
+    return {
+        "p50_ms": statistics.median(latencies),
+        "p99_ms": statistics.quantiles(latencies, n=100, method="inclusive")[98],
+        "samples": len(latencies),
+    }
+
+
+def measure_memory(bench: Bench, tasks: int, warmup: int) -> dict[str, Any]:
+    """A worker's RSS idle, after a warm-up, at its peak during `tasks` tasks, and after them."""
+    [worker] = bench.start_workers(1)
+    idle = rss_mib(worker.pid)
+    enqueue_committed(warmup)
+    wait_drained(bench, drain_timeout(warmup))
+    warm = rss_mib(worker.pid)
+    peak = warm
+
+    def sample() -> None:
+        nonlocal peak
+        peak = max(peak, rss_mib(worker.pid))
+
+    cpu = bench.worker_cpu_seconds()
+    committed, _ = enqueue_committed(tasks)
+    seconds = wait_drained(bench, drain_timeout(tasks), on_poll=sample) - committed
+    cpu_percent = (bench.worker_cpu_seconds() - cpu) / seconds * 100
+    time.sleep(0.5)
+    after = rss_mib(worker.pid)
+    check_outcomes(bench, warmup + tasks)
+    return {
+        "rate": tasks / seconds,
+        "worker_cpu_percent": cpu_percent,
+        "idle_mib": idle,
+        "warm_mib": warm,
+        "peak_mib": max(peak, after),
+        "after_mib": after,
+        "growth_mib": after - warm,
+    }
+
+
+def transactions_so_far() -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()")
+        return int(cursor.fetchone()[0])
+
+
+def measure_idle(bench: Bench, seconds: float) -> dict[str, Any]:
+    """One worker on an empty queue: its CPU use and, on PostgreSQL, the transactions it commits.
+
+    The transactions counted in a window without the worker (this process's own readings, and any
+    background work) are subtracted. PostgreSQL counts a session's transactions when it goes idle, at
+    most once a second, so the figure is approximate.
+    """
+    from django.db import connection
+
+    counted = connection.vendor == "postgresql"
+    baseline = 0
+    if counted:
+        time.sleep(IDLE_SETTLE_SECONDS)  # this process's earlier statements get counted before the window
+        before = transactions_so_far()
+        time.sleep(seconds)
+        baseline = transactions_so_far() - before
+    [worker] = bench.start_workers(1)
+    time.sleep(IDLE_SETTLE_SECONDS)
+    transactions = transactions_so_far() if counted else 0
+    cpu, started = cpu_seconds(worker.pid), time.monotonic()
+    time.sleep(seconds)
+    elapsed = time.monotonic() - started
+    result: dict[str, Any] = {"cpu_percent": (cpu_seconds(worker.pid) - cpu) / elapsed * 100}
+    if counted:
+        result["xact_per_second"] = (transactions_so_far() - transactions - baseline) / elapsed
+        result["baseline_transactions"] = float(baseline)
+    bench.check_alive()
+    return result
+
+
+MEASUREMENTS: dict[str, Callable[..., dict[str, Any]]] = {
+    "enqueue": measure_enqueue,
+    "bulk": measure_bulk,
+    "drain": measure_drain,
+    "pickup": measure_pickup,
+    "memory": measure_memory,
+    "idle": measure_idle,
+}
+
+
+def child_main(name: str, params: dict[str, Any], log_dir: Path) -> int:
+    """Run one measurement; its result (or error), with the problems seen, is the last line of stdout."""
+    import django
+
+    signal.signal(signal.SIGTERM, exit_on_signal)
+    django.setup()
+    with Bench(log_dir) as bench:
+        try:
+            reset_database(bench)
+            result = MEASUREMENTS[name](bench, **params)
+        except BenchError as error:
+            result = {"error": str(error)}
+    print(json.dumps(result | {"problems": bench.problems}), flush=True)
+    return 0
+
+
+def serve_without_retention(queue: str) -> None:
+    """`manage.py taskqueue_worker --queues <queue> --threads 1` with TASKQUEUE RESULT_RETENTION=0.
+
+    The settings read TASKQUEUE from no environment variable, so it is set here, in-process.
+    """
+    import django
+    from django.conf import settings
+    from django.core.management import call_command
+
+    django.setup()
+    settings.TASKQUEUE = {"RESULT_RETENTION": 0}
+    call_command("taskqueue_worker", queues=queue, threads=1)
+
+
+def exit_on_signal(signum: int, frame: object) -> None:
+    signal.signal(signum, signal.SIG_IGN)
+    raise SystemExit(128 + signum)
+
+
+# --- Orchestrator side ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Plan:
+    runs: int
+    tasks: int  # per drain and per bulk enqueue
+    single_enqueues: int
+    single_budget: float
+    pickup_samples: int
+    pickup_budget: float
+    memory_tasks: int
+    warmup_tasks: int
+    idle_seconds: float
+    quick: bool
+
+
+@dataclass(frozen=True)
+class Step:
+    key: str
+    measurement: str
+    params: dict[str, Any]
+    timeout: float
+
+
+@dataclass(frozen=True)
+class Database:
+    label: str
+    url: str
+    description: str
+
+    def env(self) -> dict[str, str]:
+        inherited = {key: value for key, value in os.environ.items() if key in INHERITED}
+        return inherited | {
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "ENV_FILE": "",
+            "SECRET_KEY": SECRET_KEY,
+            "DATABASE_URL": self.url,
+            "LOG_LEVEL": "WARNING",
+            "PYTHONUNBUFFERED": "1",
+        }
+
+
+@dataclass(frozen=True)
+class Target:
+    value: float
+    at_least: bool  # the figure must be >= value (rates), else <= value (latencies)
+
+    def cell(self, figure: float | None, unit: str) -> str:
+        bound = f"{'>=' if self.at_least else '<='} {number(self.value, unit)}"
+        if figure is None:
+            return f"{bound}: no figure"
+        met = figure >= self.value if self.at_least else figure <= self.value
+        return f"{bound}: {'MET' if met else 'MISSED'} ({figure / self.value:.2f}x)"
+
+
+@dataclass(frozen=True)
+class Row:
+    label: str
+    key: str
+    field: str
+    unit: str
+    targets: dict[str, Target] = field(default_factory=dict)
+    summary: bool = True  # shown in the closing markdown table
+
+
+@dataclass
+class Results:
+    figures: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def add(self, database: str, step: str, where: str, result: dict[str, Any]) -> None:
+        self.problems.extend(f"{where}: {problem}" for problem in result.pop("problems", []))
+        if "error" in result:
+            self.problems.append(f"{where}: ERROR {result['error']}")
+        else:
+            self.figures.setdefault((database, step), []).append(result)
+
+    def values(self, database: str, row: Row) -> list[float]:
+        return [run[row.field] for run in self.figures.get((database, row.key), []) if row.field in run]
+
+    def median(self, database: str, row: Row) -> float | None:
+        values = self.values(database, row)
+        return statistics.median(values) if values else None
+
+
+def make_plan(args: argparse.Namespace) -> Plan:
+    quick = args.quick
+    return Plan(
+        runs=args.runs or (1 if quick else 3),
+        tasks=args.tasks or (5_000 if quick else 20_000),
+        single_enqueues=500 if quick else 3_000,
+        single_budget=5.0,
+        pickup_samples=50 if quick else 200,
+        pickup_budget=8.0 if quick else 25.0,
+        memory_tasks=20_000 if quick else 100_000,
+        warmup_tasks=2_000,
+        idle_seconds=5.0 if quick else 10.0,
+        quick=quick,
+    )
+
+
+def run_steps(plan: Plan) -> list[Step]:
+    drain = drain_timeout(plan.tasks) + 90
+    return [
+        Step("enqueue", "enqueue", {"count": plan.single_enqueues, "budget": plan.single_budget}, 120),
+        Step("bulk", "bulk", {"tasks": plan.tasks}, 120),
+        Step("drain-1", "drain", {"tasks": plan.tasks, "workers": 1}, drain),
+        Step("drain-2", "drain", {"tasks": plan.tasks, "workers": 2}, drain),
+        Step("drain-1-r0", "drain", {"tasks": plan.tasks, "workers": 1, "retention": False}, drain),
+        Step(
+            "pickup", "pickup", {"samples": plan.pickup_samples, "budget": plan.pickup_budget}, plan.pickup_budget + 90
+        ),
+    ]
+
+
+def schedule(plan: Plan) -> list[tuple[str, Step]]:
+    """What runs, in order: idle cost first, on fresh databases, then the runs, then the memory run.
+
+    Background work (autovacuum after heavy writes) would count as the idle worker's transactions.
+    """
+    memory = {"tasks": plan.memory_tasks, "warmup": plan.warmup_tasks}
+    idle = Step("idle", "idle", {"seconds": plan.idle_seconds}, 2 * plan.idle_seconds + 90)
+    runs = [(f"run {run}/{plan.runs}", step) for run in range(1, plan.runs + 1) for step in run_steps(plan)]
+    memory_step = Step("memory", "memory", memory, drain_timeout(plan.memory_tasks + plan.warmup_tasks) + 120)
+    return [("once", idle), *runs, ("once", memory_step)]
+
+
+def run_rows(plan: Plan) -> list[Row]:
+    n = f"{plan.tasks:,}"
+    return [
+        Row(
+            "Enqueue, add_task one per transaction (tasks/s)", "enqueue", "rate", "/s", {POSTGRES: Target(3_000, True)}
+        ),
+        Row(f"Enqueue, bulk add_tasks of {n} (tasks/s)", "bulk", "rate", "/s", {POSTGRES: Target(50_000, True)}),
+        Row(
+            f"Drain {n}, 1 worker process (tasks/s)",
+            "drain-1",
+            "rate",
+            "/s",
+            {SQLITE: Target(20_000, True), POSTGRES: Target(10_000, True)},
+        ),
+        Row(f"Drain {n}, 2 worker processes (tasks/s)", "drain-2", "rate", "/s"),
+        Row(f"Drain {n}, 1 worker, RESULT_RETENTION=0 (tasks/s)", "drain-1-r0", "rate", "/s"),
+        Row("  1 worker: first task started after commit (ms)", "drain-1", "first_pickup_ms", "ms", summary=False),
+        Row("  1 worker: first start to last finish (tasks/s)", "drain-1", "steady_rate", "/s", summary=False),
+        Row("  2 workers: first start to last finish (tasks/s)", "drain-2", "steady_rate", "/s", summary=False),
+        Row("  1 worker: its CPU while draining (% of a core)", "drain-1", "worker_cpu_percent", "%", summary=False),
+        Row("  2 workers: their CPU while draining (% of a core)", "drain-2", "worker_cpu_percent", "%", summary=False),
+        Row("Pickup latency of an idle worker, p50 (ms)", "pickup", "p50_ms", "ms", {POSTGRES: Target(5, False)}),
+        Row("Pickup latency of an idle worker, p99 (ms)", "pickup", "p99_ms", "ms", {POSTGRES: Target(20, False)}),
+        Row("  pickup samples per run", "pickup", "samples", "n", summary=False),
+    ]
+
+
+def once_rows(plan: Plan) -> list[Row]:
+    n = f"{plan.memory_tasks:,}"
+    return [
+        Row(f"Drain {n} (memory run), 1 worker (tasks/s)", "memory", "rate", "/s"),
+        Row("  its CPU while draining (% of a core)", "memory", "worker_cpu_percent", "%", summary=False),
+        Row("Worker RSS idle, just started (MiB)", "memory", "idle_mib", "MiB", summary=False),
+        Row(f"Worker RSS after {plan.warmup_tasks:,}-task warm-up (MiB)", "memory", "warm_mib", "MiB"),
+        Row(f"Worker RSS peak during {n} tasks (MiB)", "memory", "peak_mib", "MiB", summary=False),
+        Row(f"Worker RSS after {n} tasks (MiB)", "memory", "after_mib", "MiB"),
+        Row("Worker RSS growth, warm-up to end (MiB)", "memory", "growth_mib", "MiB"),
+        Row("Idle worker: transactions/s (PostgreSQL's pg_stat_database)", "idle", "xact_per_second", "/s"),
+        Row("Idle worker: CPU (% of one core)", "idle", "cpu_percent", "%"),
+    ]
+
+
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def run_child(database: Database, step: Step, log_dir: Path) -> dict[str, Any]:
+    """Run one measurement in a child process (its own session); always stop it and what it started."""
+    command = [sys.executable, "-m", MODULE, "--child", step.measurement, "--params", json.dumps(step.params)]
+    command += ["--log-dir", str(log_dir)]
+    process = subprocess.Popen(
+        command,
+        cwd=PROJECT,
+        env=database.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = process.communicate(timeout=step.timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {step.timeout:.0f}s; stopped"}
+    finally:
+        stop_group(process)
+    lines = out.strip().splitlines()
+    try:
+        result = json.loads(lines[-1])
+    except (IndexError, json.JSONDecodeError):
+        tail = "\n".join((out + err).strip().splitlines()[-15:])
+        return {"error": f"exited with {process.returncode} and no result:\n{tail}"}
+    noise = [line for line in [*lines[:-1], *err.splitlines()] if line.strip()]
+    result.setdefault("problems", []).extend(f"measuring process printed: {line}" for line in noise)
+    return result
+
+
+def stop_group(process: subprocess.Popen[str]) -> None:
+    """Stop a child started in a session of its own, then anything left in its process group.
+
+    The child gets SIGTERM and stops its workers itself; it is reaped only after its group has been
+    swept, so the group id (its PID) cannot have been reused by then. A child that failed on its own
+    is already reaped: its group then exists only while processes it left behind remain in it (Linux
+    does not reuse a PID still in use as a group id).
+    """
+    if process.returncode is not None:
+        if process.returncode != 0:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+        return
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + CHILD_STOP_SECONDS
+    while os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def migrate(database: Database) -> None:
+    result = subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+        cwd=PROJECT,
+        env=database.env(),
+        capture_output=True,
+        text=True,
+        timeout=MIGRATE_SECONDS,
+    )
+    if result.returncode != 0:
+        raise BenchError(f"migrating {database.label} failed:\n{result.stdout}{result.stderr}")
+
+
+def filesystem(path: Path) -> str:
+    """The type of the filesystem `path` is on, from /proc/mounts."""
+    best, kind = "", "unknown"
+    for line in Path("/proc/mounts").read_text().splitlines():
+        mount_point, fs_type = line.split()[1:3]
+        if path.is_relative_to(mount_point) and len(mount_point) > len(best):
+            best, kind = mount_point, fs_type
+    return kind
+
+
+def postgres_version() -> str:
+    result = subprocess.run(
+        [str(DEFAULT_BIN_DIR / "postgres"), "--version"], capture_output=True, text=True, timeout=30
+    )
+    return result.stdout.strip().removeprefix("postgres (PostgreSQL) ") or "15"
+
+
+def open_databases(work_dir: Path, stack: contextlib.ExitStack) -> tuple[list[Database], list[str]]:
+    """A fresh SQLite file and, where the binaries exist, a throwaway PostgreSQL cluster (stopped on exit)."""
+    sqlite_file = work_dir / "bench.sqlite3"
+    databases = [
+        Database(
+            SQLITE,
+            f"sqlite:///{sqlite_file}",
+            f"SQLite {sqlite3.sqlite_version}: the project's settings (WAL, synchronous=NORMAL, "
+            f"BEGIN IMMEDIATE), file on {filesystem(work_dir)}",
+        )
+    ]
+    notes: list[str] = []
+    if not binaries_available():
+        notes.append(f"No PostgreSQL binaries in {DEFAULT_BIN_DIR}: PostgreSQL was not measured.")
+        return databases, notes
+    try:
+        cluster = Cluster.create(fast=False)
+        stack.callback(cluster.destroy)
+        cluster.start()
+        cluster.create_database()
+    except ClusterError as error:
+        notes.append(f"The throwaway PostgreSQL cluster did not start ({error}): PostgreSQL was not measured.")
+        return databases, notes
+    databases.append(
+        Database(
+            POSTGRES,
+            cluster.url,
+            f"PostgreSQL {postgres_version()}: throwaway cluster on 127.0.0.1, default postgresql.conf, "
+            f"durability ON (fsync, synchronous_commit, full_page_writes), data on {filesystem(cluster.data_dir)}",
+        )
+    )
+    return databases, notes
+
+
+def measure_all(plan: Plan, databases: list[Database], log_dir: Path) -> Results:
+    results = Results()
+    for label, step in schedule(plan):
+        for database in databases:
+            started = time.monotonic()
+            result = run_child(database, step, log_dir)
+            shown = ", ".join(f"{key}={value:,.1f}" for key, value in result.items() if isinstance(value, float))
+            outcome = shown or (result.get("error") or "no figures").splitlines()[0]
+            progress(f"[{label}] {database.label:<10} {step.key:<11} {outcome}  ({time.monotonic() - started:.0f}s)")
+            results.add(database.label, step.key, f"{database.label} {step.key} ({label})", result)
+    return results
+
+
+def number(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.0f}" if unit == "n" or abs(value) >= 100 else f"{value:.1f}"
+
+
+def table_cells(row: Row, results: Results) -> list[str]:
+    """Label, SQLite, PostgreSQL, PG/SQLite, SQLite target, PostgreSQL target."""
+    sqlite, pg = (results.median(database, row) for database in (SQLITE, POSTGRES))
+    comparable = sqlite is not None and pg is not None and sqlite > 0 and pg > 0 and row.unit != "n"
+    ratio = f"{pg / sqlite:.3g}x" if comparable else "-"
+    targets = [
+        row.targets[database].cell(results.median(database, row), row.unit) if database in row.targets else ""
+        for database in (SQLITE, POSTGRES)
+    ]
+    return [row.label, number(sqlite, row.unit), number(pg, row.unit), ratio, *targets]
+
+
+def render_text(headers: list[str], cells: list[list[str]]) -> str:
+    widths = [max(len(line[column]) for line in [headers, *cells]) for column in range(len(headers))]
+
+    def line(values: list[str]) -> str:
+        return "  ".join(
+            value.ljust(width) if column in (0, 4, 5) else value.rjust(width)
+            for column, (value, width) in enumerate(zip(values, widths, strict=True))
+        ).rstrip()
+
+    return "\n".join([line(headers), line(["-" * width for width in widths]), *map(line, cells)])
+
+
+def render_markdown(headers: list[str], cells: list[list[str]]) -> str:
+    align = ["---" if column in (0, 4, 5) else "---:" for column in range(len(headers))]
+    return "\n".join(f"| {' | '.join(values)} |" for values in [headers, align, *cells])
+
+
+def per_run_lines(rows: list[Row], results: Results, databases: list[Database]) -> Iterator[str]:
+    for row in rows:
+        parts = [
+            f"{database.label} {' / '.join(number(v, row.unit) for v in results.values(database.label, row))}"
+            for database in databases
+        ]
+        yield f"  {row.label.strip()}: {'; '.join(parts)}"
+
+
+NOTES = """\
+  Medians of {runs} run(s). Workers: manage.py taskqueue_worker --threads 1, LOG_LEVEL=WARNING, default
+  TASKQUEUE settings (1 s idle poll, RESULT_RETENTION 86400: successes kept as rows). Every measurement
+  starts on emptied tables. Drains: workers idle first, then one bulk insert at a random point of their
+  poll cycle; timed from its commit to the first 50 ms poll finding no task ready or running, so the
+  first pickup is included (see "first task started"). RESULT_RETENTION=0: the same command run through
+  call_command with settings.TASKQUEUE set in-process. Pickup latency: add_task() returned (committed)
+  -> process() started. Ratios: PostgreSQL/SQLite, and figure/target. A negative "first task started"
+  means the worker stamped its claim before waiting for SQLite's write lock, held by the insert.
+"""
+
+
+def report(plan: Plan, databases: list[Database], notes: list[str], results: Results, seconds: float) -> None:
+    headers = ["Measurement", SQLITE, POSTGRES, "PG/SQLite", f"{SQLITE} target", f"{POSTGRES} target"]
+    main_rows, single_rows = run_rows(plan), once_rows(plan)
+    print("\nTask queue benchmark" + (" (--quick)" if plan.quick else ""))
+    print(f"  {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}")
+    for database in databases:
+        print(f"  {database.description}")
+    for note in notes:
+        print(f"  NOTE: {note}")
+    print(NOTES.format(runs=plan.runs))
+    print(render_text(headers, [table_cells(row, results) for row in main_rows]))
+    print(f"\nSingle runs ({plan.memory_tasks:,}-task memory run, {plan.idle_seconds:.0f} s idle window):\n")
+    print(render_text(headers[:4], [table_cells(row, results)[:4] for row in single_rows]))
+    print("\nPer-run values:")
+    print("\n".join(per_run_lines(main_rows, results, databases)))
+    print("\nProblems observed (worker logs at WARNING and above, exit codes, task outcomes):")
+    shown = results.problems[:MAX_PROBLEMS_SHOWN]
+    print("\n".join(f"  - {problem}" for problem in shown) or "  none")
+    if len(results.problems) > len(shown):
+        print(f"  ... and {len(results.problems) - len(shown)} more")
+    minutes, rest = divmod(round(seconds), 60)
+    print(f"\nTotal time: {minutes} min {rest} s\n")
+    print(f"Summary (medians of {plan.runs} run(s), {os.cpu_count()} CPUs):\n")
+    summary = [table_cells(row, results) for row in [*main_rows, *single_rows] if row.summary]
+    print(render_markdown(headers, summary))
+
+
+def orchestrate(plan: Plan) -> int:
+    started = time.monotonic()
+    signal.signal(signal.SIGTERM, exit_on_signal)
+    with tempfile.TemporaryDirectory(prefix="taskqueue-bench-") as work, contextlib.ExitStack() as stack:
+        work_dir = Path(work)
+        progress(f"Setting up databases in {work_dir} ...")
+        databases, notes = open_databases(work_dir, stack)
+        for database in databases:
+            migrate(database)
+        results = measure_all(plan, databases, work_dir)
+    report(plan, databases, notes, results, time.monotonic() - started)
+    return 0
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m scripts.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, help="runs per figure; medians are shown (default 3, --quick 1)")
+    parser.add_argument("--tasks", type=int, help="tasks per drain and bulk enqueue (default 20,000)")
+    parser.add_argument("--quick", action="store_true", help="fewer and smaller runs, for a first look")
+    parser.add_argument("--child", choices=sorted(MEASUREMENTS), help=argparse.SUPPRESS)
+    parser.add_argument("--params", default="{}", help=argparse.SUPPRESS)
+    parser.add_argument("--log-dir", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-without-retention", metavar="QUEUE", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    for name in ("runs", "tasks"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            parser.error(f"--{name} must be 1 or more")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.serve_without_retention:
+        serve_without_retention(args.serve_without_retention)
+        return 0
+    if args.child:
+        return child_main(args.child, json.loads(args.params), args.log_dir)
+    try:
+        return orchestrate(make_plan(args))
+    except KeyboardInterrupt:
+        progress("Interrupted: everything the benchmark started has been stopped.")
+        return 130
+    except BenchError as error:
+        progress(f"Benchmark failed: {error}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
