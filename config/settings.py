@@ -91,6 +91,15 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
 
+# Background tasks: Django's tasks framework on the taskqueue app's database backend.
+TASKS = {
+    "default": {
+        "BACKEND": "taskqueue.backend.DatabaseBackend",
+        "QUEUES": [],  # any queue name; list names here to have typos refused at enqueue
+        "OPTIONS": {},  # TASKQUEUE settings for this backend (see the README)
+    }
+}
+
 # Mail: EMAIL_URL (console://, smtp://user:pass@host:587, smtp+tls://…, file:///path) becomes
 # Django 6.1's MAILERS setting; the EMAIL_BACKEND/EMAIL_* settings are deprecated.
 MAILERS = env.mailers("EMAIL_URL", default="console://")

@@ -26,3 +26,8 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Templates render without a collectstatic manifest; the whitenoise tests use the real storage.
 WHITENOISE_USE_FINDERS = WHITENOISE_AUTOREFRESH = True
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+
+# The site's own tests run Celery-style tasks inline, raising their exceptions, as Celery users expect.
+# (tests/taskqueue/ turns this off: those tests are about the queue itself.)
+CELERY_TASK_ALWAYS_EAGER = True
+CELERY_TASK_EAGER_PROPAGATES = True

@@ -1,6 +1,9 @@
 """A database-backed task queue for Django: one engine, three front doors.
 
     from taskqueue import BaseQueue, TaskInfo, Retry, DupeKeyExc, DeserializationExc, Worker, WorkerGroup
+    from taskqueue import stop_requested            # any task: should I stop now?
+    from taskqueue.backend import DatabaseBackend   # django.tasks
+    from taskqueue.celery import shared_task, AsyncResult
 
 This package stands alone: it depends on Django only and imports nothing from the site around it.
 Names are imported lazily, so `import taskqueue` works before Django's app registry is ready.
@@ -16,6 +19,7 @@ _EXPORTS = {
     "DupeKeyExc": "taskqueue.exceptions",
     "DeserializationExc": "taskqueue.exceptions",
     "SerializationError": "taskqueue.exceptions",
+    "stop_requested": "taskqueue.engine.running",
     "Worker": "taskqueue.worker.threads",
     "WorkerGroup": "taskqueue.worker.threads",
 }

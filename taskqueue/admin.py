@@ -194,10 +194,10 @@ class TaskAdmin(admin.ModelAdmin):
         result = operations.retry(queryset.values_list("pk", flat=True))
         self._report(request, result, "retried", "still running or waiting, so not retried")
 
-    @admin.action(description="Cancel selected waiting tasks", permissions=["retry"])
+    @admin.action(description="Cancel selected tasks (running ones are asked to stop)", permissions=["retry"])
     def cancel_tasks(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
         result = operations.cancel(queryset.values_list("pk", flat=True))
-        self._report(request, result, "cancelled", "not waiting (running or finished), so not cancelled")
+        self._report(request, result, "cancelled or asked to stop", "already finished, so not cancelled")
 
     def _report(self, request: HttpRequest, result: operations.Result, done: str, refused: str) -> None:
         if result.done:

@@ -8,4 +8,4 @@ class TaskQueueConfig(AppConfig):
 
     def ready(self) -> None:
         # Registers the system checks, and the executors of the front doors with the worker.
-        from taskqueue import checks, queues  # noqa: F401
+        from taskqueue import backend, celery, checks, queues  # noqa: F401

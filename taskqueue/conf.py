@@ -49,9 +49,21 @@ class EngineSettings:
     LISTEN_NOTIFY: bool = True
 
 
+BACKEND_PATH = "taskqueue.backend.DatabaseBackend"
+
+
+def backend_options() -> dict[str, Any]:
+    """The OPTIONS of this app's django.tasks backend in TASKS (the first one, if several)."""
+    for config in (getattr(settings, "TASKS", {}) or {}).values():
+        if config.get("BACKEND") == BACKEND_PATH:
+            return dict(config.get("OPTIONS") or {})
+    return {}
+
+
 def load_settings(overrides: dict[str, Any] | None = None) -> EngineSettings:
-    """The effective settings: defaults, then `settings.TASKQUEUE`, then `overrides`."""
-    values = dict(getattr(settings, "TASKQUEUE", {}) or {}) | (overrides or {})
+    """The effective settings: defaults, then `settings.TASKQUEUE`, then the OPTIONS of the
+    django.tasks backend, then `overrides` (the worker's flags)."""
+    values = dict(getattr(settings, "TASKQUEUE", {}) or {}) | backend_options() | (overrides or {})
     known = {f.name for f in fields(EngineSettings)}
     unknown = set(values) - known
     if unknown:

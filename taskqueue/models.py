@@ -48,7 +48,8 @@ class Task(models.Model):
     claimed_by = models.ForeignKey(
         "WorkerProcess", null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
     )
-    cancel_requested = models.BooleanField(default=False)
+    worker = models.CharField(max_length=255, blank=True, db_default="", help_text="The worker of the last attempt.")
+    cancel_requested = models.BooleanField(default=False, help_text="Asked to stop while running.")
 
     return_value = models.JSONField(null=True, blank=True)
     errors = models.JSONField(default=list, blank=True, help_text="One entry per failed or abandoned attempt.")

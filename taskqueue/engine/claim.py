@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import connections
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from taskqueue.engine.dialect import QUEUE_FILTERS, Dialect
 
@@ -24,6 +26,13 @@ class ClaimedTask:
     attempts: int  # counting this one
     max_attempts: int
     errors: list[dict[str, Any]]
+    # As the database returned them (SQLite: text); read through `times()`, which few tasks need.
+    raw_enqueued_at: Any = None
+    raw_started_at: Any = None
+
+    def times(self) -> tuple[datetime, datetime]:
+        """When the task was enqueued and when this attempt was claimed."""
+        return as_datetime(self.raw_enqueued_at), as_datetime(self.raw_started_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +49,12 @@ class Selector:
             prefix = self.text[:-1].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             return QUEUE_FILTERS["prefix"], {"queue": prefix + "%"}
         return QUEUE_FILTERS["exact"], {"queue": self.text}
+
+
+def as_datetime(value: Any) -> datetime:
+    """A stored time as an aware datetime (SQLite hands back naive UTC datetimes or text)."""
+    parsed = value if isinstance(value, datetime) else parse_datetime(value)
+    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, UTC)
 
 
 def _loads(value: Any) -> Any:
@@ -70,7 +85,18 @@ class Claimer:
                 cursor.execute(sql, {**filter_params, "now": stamp, "limit": wanted, "worker": self.worker_id})
                 rows = [
                     ClaimedTask(
-                        row[0], row[1], row[2], row[3], _loads(row[4]), row[5], row[6], row[7], row[8], _loads(row[9])
+                        row[0],
+                        row[1],
+                        row[2],
+                        row[3],
+                        _loads(row[4]),
+                        row[5],
+                        row[6],
+                        row[7],
+                        row[8],
+                        _loads(row[9]),
+                        row[10],
+                        row[11],
                     )
                     for row in cursor.fetchall()
                 ]

@@ -8,7 +8,9 @@ from taskqueue.models import Status, Task
 
 TABLE = Task._meta.db_table
 CLAIM_ORDER = "priority DESC, run_at, id"
-CLAIMED_COLUMNS = "id, kind, task_path, queue_name, payload, note, priority, attempts, max_attempts, errors"
+CLAIMED_COLUMNS = (
+    "id, kind, task_path, queue_name, payload, note, priority, attempts, max_attempts, errors, enqueued_at, started_at"
+)
 
 
 @dataclass(frozen=True)
@@ -35,13 +37,21 @@ class Dialect:
             return self.now
         return f"{self.now} || '999'"
 
+    @property
+    def started_at(self) -> str:
+        """When the claimed attempt starts. On SQLite's millisecond clock, never before the run time
+        (which a task claimed in the millisecond it was stored would otherwise be)."""
+        if self.vendor == "postgresql":
+            return self.now
+        return f"MAX(run_at, {self.now})"
+
     def claim_sql(self, queue_filter: str) -> str:
         """Claim up to N ready tasks of one selector: mark them running for this worker, return them."""
         pick = (
             f"SELECT id FROM {TABLE} WHERE status = '{Status.READY}' AND {queue_filter} AND run_at <= {self.due} "
             f"ORDER BY {CLAIM_ORDER} LIMIT %(limit)s"
         )
-        assign = f"status = '{Status.RUNNING}', claimed_by_id = %(worker)s, started_at = {self.now}"
+        assign = f"status = '{Status.RUNNING}', claimed_by_id = %(worker)s, started_at = {self.started_at}"
         if self.vendor == "postgresql":
             # SKIP LOCKED: rows another worker is claiming are passed over, never waited for.
             return (

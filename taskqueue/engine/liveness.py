@@ -111,6 +111,13 @@ class Liveness:
             cursor.execute("SELECT pg_advisory_lock(%s, %s)", [LOCK_NAMESPACE, self.process_id])
         self._locked_on = connection.connection
 
+    def cancel_requests(self) -> set[int]:
+        """Tasks running in this process that someone asked to stop (a revoke)."""
+        running = Task.objects.using(self.using).filter(
+            status=Status.RUNNING, claimed_by_id=self.process_id, cancel_requested=True
+        )
+        return set(running.values_list("pk", flat=True))
+
     def recover(self) -> int:
         """Remove dead worker processes and put their tasks back (or fail them). Returns tasks recovered."""
         now = timezone.now()

@@ -44,12 +44,11 @@ def retry(task_ids: Iterable[int]) -> Result:
 
 
 def cancel(task_ids: Iterable[int]) -> Result:
-    """Cancel waiting (ready or scheduled) tasks; they will never run. Running tasks are refused."""
+    """Cancel tasks: waiting ones will never run; running ones are asked to stop (their worker sets
+    `stop_requested()` within a heartbeat). Finished ones are refused."""
     ids = list(task_ids)
     using = router.db_for_write(Task)
-    done = (
-        Task.objects.using(using)
-        .filter(pk__in=ids, status=Status.READY)
-        .update(status=Status.CANCELLED, finished_at=timezone.now())
-    )
-    return Result(done=done, refused=len(ids) - done)
+    tasks = Task.objects.using(using).filter(pk__in=ids)
+    cancelled = tasks.filter(status=Status.READY).update(status=Status.CANCELLED, finished_at=timezone.now())
+    stopping = tasks.filter(status=Status.RUNNING).update(cancel_requested=True)
+    return Result(done=cancelled + stopping, refused=len(ids) - cancelled - stopping)

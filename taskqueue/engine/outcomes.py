@@ -7,7 +7,9 @@ away meanwhile (its worker presumed dead), a late outcome changes nothing.
 from __future__ import annotations
 
 import json
+import logging
 import traceback as traceback_module
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -18,6 +20,8 @@ from django.utils import timezone
 from taskqueue.engine.claim import ClaimedTask
 from taskqueue.engine.dialect import TABLE, Dialect
 from taskqueue.models import Status
+
+logger = logging.getLogger("taskqueue.worker")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,10 +51,17 @@ class ErrorInfo:
         }
 
 
+# Each outcome may carry `after_write`: what its front door does once the outcome is stored (such as
+# sending django.tasks' task_finished signal, whose receivers may read the stored result). It gets
+# the time stored as the task's finish.
+AfterWrite = Callable[[datetime], None] | None
+
+
 @dataclass(frozen=True, slots=True)
 class Succeeded:
     task: ClaimedTask
     return_value: Any = None
+    after_write: AfterWrite = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,17 +70,20 @@ class RetryLater:
     run_at: datetime | None = None  # None: as soon as possible
     count_attempt: bool = True
     error: ErrorInfo | None = None
+    after_write: AfterWrite = None
 
 
 @dataclass(frozen=True, slots=True)
 class Failed:
     task: ClaimedTask
     error: ErrorInfo
+    after_write: AfterWrite = None
 
 
 @dataclass(frozen=True, slots=True)
 class Cancelled:
     task: ClaimedTask
+    after_write: AfterWrite = None
 
 
 Outcome = Succeeded | RetryLater | Failed | Cancelled
@@ -94,63 +108,98 @@ class Recorder:
         self.pending.append(outcome)
 
     def flush(self) -> None:
-        """Write every pending outcome in one transaction; on a database error they stay pending."""
+        """Write every pending outcome in one transaction, then run their after-write hooks.
+
+        On a database error the outcomes stay pending, to be written by the next call.
+        """
         if not self.pending:
             return
-        now = timezone.now()
         connection = connections[self.using]
-        dialect = Dialect(connection.vendor)
-        stamp = connection.ops.adapt_datetimefield_value(now)
-        guard = f"status = '{Status.RUNNING}' AND claimed_by_id = %s"
-        plain_successes = [o.task.id for o in self.pending if isinstance(o, Succeeded) and o.return_value is None]
-        valued_successes = [o for o in self.pending if isinstance(o, Succeeded) and o.return_value is not None]
+        writer = _Writer(connection, self.worker_id, self.worker_name, timezone.now())
+        plain = [o.task.id for o in self.pending if isinstance(o, Succeeded) and o.return_value is None]
         with transaction.atomic(using=self.using), connection.cursor() as cursor:
-            if plain_successes:
-                marks = ", ".join(["%s"] * len(plain_successes))
-                if self.retention == 0:
-                    cursor.execute(
-                        f"DELETE FROM {TABLE} WHERE id IN ({marks}) AND {guard}", [*plain_successes, self.worker_id]
-                    )
-                else:
-                    cursor.execute(
-                        f"UPDATE {TABLE} SET status = '{Status.SUCCEEDED}', finished_at = %s "
-                        f"WHERE id IN ({marks}) AND {guard}",
-                        [stamp, *plain_successes, self.worker_id],
-                    )
-            if valued_successes:
-                cursor.executemany(
-                    f"UPDATE {TABLE} SET status = '{Status.SUCCEEDED}', finished_at = %s, "
-                    f"return_value = {dialect.json_param} WHERE id = %s AND {guard}",
-                    [[stamp, json.dumps(o.return_value), o.task.id, self.worker_id] for o in valued_successes],
-                )
+            if plain and self.retention == 0:
+                writer.delete(cursor, plain)
+            elif plain:
+                writer.succeeded(cursor, plain)
+            writer.succeeded_with_values(
+                cursor, [o for o in self.pending if isinstance(o, Succeeded) and o.return_value is not None]
+            )
             for outcome in self.pending:
                 if not isinstance(outcome, Succeeded):
-                    self._write_one(cursor, dialect, outcome, now, stamp, guard)
-        self.pending.clear()
+                    writer.one(cursor, outcome)
+        written, self.pending = self.pending, []
+        for outcome in written:
+            if outcome.after_write is not None:
+                try:
+                    outcome.after_write(writer.now)
+                except Exception:
+                    logger.exception("after-write hook of task %s failed", outcome.task.id)
 
-    def _write_one(self, cursor, dialect: Dialect, outcome: Outcome, now: datetime, stamp: Any, guard: str) -> None:
+
+class _Writer:
+    """The statements of one flush. Every one is guarded: only tasks still running for this worker change."""
+
+    def __init__(self, connection: Any, worker_id: int, worker_name: str, now: datetime) -> None:
+        self.worker_id = worker_id
+        self.worker_name = worker_name
+        self.now = now
+        self.stamp = connection.ops.adapt_datetimefield_value(now)
+        self.adapt = connection.ops.adapt_datetimefield_value
+        self.json = Dialect(connection.vendor).json_param
+        self.guard = f"status = '{Status.RUNNING}' AND claimed_by_id = %s"
+
+    def delete(self, cursor: Any, ids: list[int]) -> None:
+        marks = ", ".join(["%s"] * len(ids))
+        cursor.execute(f"DELETE FROM {TABLE} WHERE id IN ({marks}) AND {self.guard}", [*ids, self.worker_id])
+
+    def succeeded(self, cursor: Any, ids: list[int]) -> None:
+        marks = ", ".join(["%s"] * len(ids))
+        cursor.execute(
+            f"UPDATE {TABLE} SET status = '{Status.SUCCEEDED}', finished_at = %s, worker = %s "
+            f"WHERE id IN ({marks}) AND {self.guard}",
+            [self.stamp, self.worker_name, *ids, self.worker_id],
+        )
+
+    def succeeded_with_values(self, cursor: Any, outcomes: list[Succeeded]) -> None:
+        if outcomes:
+            cursor.executemany(
+                f"UPDATE {TABLE} SET status = '{Status.SUCCEEDED}', finished_at = %s, worker = %s, "
+                f"return_value = {self.json} WHERE id = %s AND {self.guard}",
+                [
+                    [self.stamp, self.worker_name, json.dumps(o.return_value), o.task.id, self.worker_id]
+                    for o in outcomes
+                ],
+            )
+
+    def one(self, cursor: Any, outcome: Outcome) -> None:
         task = outcome.task
-        json_param = dialect.json_param
         if isinstance(outcome, RetryLater):
             errors = task.errors
             if outcome.error is not None:
-                errors = [*errors, outcome.error.entry(task.attempts, self.worker_name, now)]
-            run_at = cursor.db.ops.adapt_datetimefield_value(outcome.run_at or now)
-            uncount = 0 if outcome.count_attempt else 1
+                errors = [*errors, outcome.error.entry(task.attempts, self.worker_name, self.now)]
             cursor.execute(
                 f"UPDATE {TABLE} SET status = '{Status.READY}', run_at = %s, attempts = attempts - %s, "
-                f"claimed_by_id = NULL, errors = {json_param} WHERE id = %s AND {guard}",
-                [run_at, uncount, json.dumps(errors), task.id, self.worker_id],
+                f"claimed_by_id = NULL, worker = %s, errors = {self.json} WHERE id = %s AND {self.guard}",
+                [
+                    self.adapt(outcome.run_at or self.now),
+                    0 if outcome.count_attempt else 1,
+                    self.worker_name,
+                    json.dumps(errors),
+                    task.id,
+                    self.worker_id,
+                ],
             )
         elif isinstance(outcome, Failed):
-            errors = [*task.errors, outcome.error.entry(task.attempts, self.worker_name, now)]
+            errors = [*task.errors, outcome.error.entry(task.attempts, self.worker_name, self.now)]
             cursor.execute(
-                f"UPDATE {TABLE} SET status = '{Status.FAILED}', finished_at = %s, errors = {json_param} "
-                f"WHERE id = %s AND {guard}",
-                [stamp, json.dumps(errors), task.id, self.worker_id],
+                f"UPDATE {TABLE} SET status = '{Status.FAILED}', finished_at = %s, worker = %s, "
+                f"errors = {self.json} WHERE id = %s AND {self.guard}",
+                [self.stamp, self.worker_name, json.dumps(errors), task.id, self.worker_id],
             )
         elif isinstance(outcome, Cancelled):
             cursor.execute(
-                f"UPDATE {TABLE} SET status = '{Status.CANCELLED}', finished_at = %s WHERE id = %s AND {guard}",
-                [stamp, task.id, self.worker_id],
+                f"UPDATE {TABLE} SET status = '{Status.CANCELLED}', finished_at = %s, worker = %s "
+                f"WHERE id = %s AND {self.guard}",
+                [self.stamp, self.worker_name, task.id, self.worker_id],
             )

@@ -9,16 +9,17 @@ from dataclasses import dataclass, field
 
 from taskqueue.engine.claim import ClaimedTask
 from taskqueue.engine.executors import executor_for
-from taskqueue.engine.outcomes import ErrorInfo, Failed, Outcome, RetryLater, Succeeded
+from taskqueue.engine.outcomes import Cancelled, ErrorInfo, Failed, Outcome, RetryLater, Succeeded
 
 logger = logging.getLogger("taskqueue.task")
 
 
 @dataclass
 class TaskControl:
-    """What a running task may ask of its worker: whether it should stop now."""
+    """What a running task may ask of its worker: whether it should stop now, and who runs it."""
 
     worker_stopping: threading.Event
+    worker_name: str = ""
     cancelled: threading.Event = field(default_factory=threading.Event)
 
     def stop_requested(self) -> bool:
@@ -29,6 +30,16 @@ class UnknownTaskKind(Exception):
     pass
 
 
+_current = threading.local()
+
+
+def stop_requested() -> bool:
+    """Whether the task running in this thread should stop: its worker is shutting down, or it was
+    cancelled (revoked). Long tasks of any front door poll this and return early."""
+    control: TaskControl | None = getattr(_current, "control", None)
+    return control is not None and control.stop_requested()
+
+
 def run_task(task: ClaimedTask, control: TaskControl) -> Outcome:
     """Run one task. Never raises: even SystemExit and KeyboardInterrupt from task code become failures."""
     if logger.isEnabledFor(logging.DEBUG):
@@ -36,6 +47,7 @@ def run_task(task: ClaimedTask, control: TaskControl) -> Outcome:
             "task started id=%s queue=%s path=%s attempt=%s", task.id, task.queue_name, task.task_path, task.attempts
         )
     started = time.perf_counter()
+    _current.control = control
     try:
         executor = executor_for(task.kind)
         if executor is None:
@@ -43,6 +55,11 @@ def run_task(task: ClaimedTask, control: TaskControl) -> Outcome:
         outcome = executor(task, control)
     except BaseException as error:  # a task must never take its worker down
         outcome = Failed(task, ErrorInfo.from_exception(error))
+    finally:
+        _current.control = None
+    if isinstance(outcome, RetryLater) and control.cancelled.is_set():
+        # Stopped because it was cancelled, not to run again. (Work that completed is still a success.)
+        outcome = Cancelled(task, after_write=outcome.after_write)
     log_outcome(outcome, time.perf_counter() - started)
     return outcome
 

@@ -69,6 +69,8 @@ class Worker(threading.Thread):
         # Ids of tasks this thread claimed and has not yet recorded an outcome for.
         self._held: set[int] = set()
         self._held_lock = threading.Lock()
+        # The task running now, and its control (the heartbeat sets its `cancelled` on a revoke).
+        self.running: tuple[int, TaskControl] | None = None
 
     def held(self) -> set[int]:
         with self._held_lock:
@@ -97,7 +99,6 @@ class Worker(threading.Thread):
         engine = group.engine
         claimer = Claimer(group.using, group.process_id, self.selectors)
         recorder = Recorder(group.using, group.process_id, group.worker_label, engine.RESULT_RETENTION)
-        control = TaskControl(self.stopping)
         most = self.batch_size or engine.BATCH_SIZE
         batch = 1
         failures = 0
@@ -116,20 +117,23 @@ class Worker(threading.Thread):
                     self.wake.clear()
                 continue
             started = time.monotonic()
-            self._run_batch(tasks, recorder, control)
+            self._run_batch(tasks, recorder)
             self._flush(recorder)
             per_task = (time.monotonic() - started) / len(tasks)
             batch = min(batch * 2, most) if per_task < QUICK_TASK_SECONDS else 1
         self._flush(recorder)
 
-    def _run_batch(self, tasks: list[ClaimedTask], recorder: Recorder, control: TaskControl) -> None:
+    def _run_batch(self, tasks: list[ClaimedTask], recorder: Recorder) -> None:
         last_flush = time.monotonic()
         for index, task in enumerate(tasks):
             if self.stopping.is_set():
                 for unstarted in tasks[index:]:
                     recorder.add(put_back(unstarted))
                 return
+            control = TaskControl(self.stopping, recorder.worker_name)
+            self.running = (task.id, control)
             recorder.add(run_task(task, control))
+            self.running = None
             if time.monotonic() - last_flush > FLUSH_INTERVAL:
                 self._flush(recorder)
                 last_flush = time.monotonic()
@@ -227,6 +231,7 @@ class WorkerGroup(threading.Thread):
                 alive.recover()
                 held = set().union(*(worker.held() for worker in self.workers))
                 alive.release_orphans(held, older_than=ORPHAN_AFTER)
+                self._pass_on_cancellations(alive.cancel_requests())
                 if time.monotonic() >= next_prune and self.engine.RESULT_RETENTION > 0:
                     liveness.prune_succeeded(self.using, self.engine.RESULT_RETENTION)
                     next_prune = time.monotonic() + PRUNE_INTERVAL
@@ -236,6 +241,12 @@ class WorkerGroup(threading.Thread):
                 connections[self.using].close()
                 self.stopping.wait(backoff_seconds(failures))
                 failures += 1
+
+    def _pass_on_cancellations(self, task_ids: set[int]) -> None:
+        for worker in self.workers:
+            running = worker.running
+            if running is not None and running[0] in task_ids:
+                running[1].cancelled.set()
 
     def _put_back_unfinished(self) -> None:
         """Claimed tasks no thread finished (shutdown timeout): ready again, the attempt not counted."""

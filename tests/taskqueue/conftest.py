@@ -33,6 +33,13 @@ def database_url() -> str:
     return f"postgres://{settings['USER']}{password}@{settings['HOST']}:{settings['PORT']}/{settings['NAME']}"
 
 
+@pytest.fixture(autouse=True)
+def tasks_really_enqueued(settings) -> None:
+    """These tests are about the queue itself: Celery-style tasks are enqueued, not run eagerly."""
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    settings.CELERY_TASK_EAGER_PROPAGATES = False
+
+
 @pytest.fixture
 def drain(db) -> Callable[..., int]:
     """Claim and run ready tasks in this thread, as a worker would, until none is left. Returns tasks run."""
@@ -41,7 +48,7 @@ def drain(db) -> Callable[..., int]:
         process = liveness.register(connection.alias, "test-drain", list(selectors) or ["*"], 1)
         claimer = Claimer(connection.alias, process.pk, list(selectors) or ["*"])
         recorder = Recorder(connection.alias, process.pk, "test-drain", retention)
-        control = TaskControl(threading.Event())
+        control = TaskControl(threading.Event(), "test-drain")
         ran = 0
         while tasks := claimer.claim(batch, timezone.now()):
             for task in tasks:

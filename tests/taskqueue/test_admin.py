@@ -120,10 +120,13 @@ def test_the_retry_button_retries(operator: Client, failed_task: Task) -> None:
     assert failed_task.status == Status.READY
 
 
-def test_cancel_action_cancels_only_waiting_tasks(operator: Client, failed_task: Task) -> None:
+def test_cancel_action_cancels_waiting_tasks_and_asks_running_ones_to_stop(operator: Client, failed_task) -> None:
     waiting = q.NoOpQueue.add_task(None)
-    operator.post(CHANGELIST, {"action": "cancel_tasks", "_selected_action": [waiting.id, failed_task.pk]})
+    running = q.NoOpQueue.add_task(None)
+    Task.objects.filter(pk=running.id).update(status=Status.RUNNING)
+    operator.post(CHANGELIST, {"action": "cancel_tasks", "_selected_action": [waiting.id, running.id, failed_task.pk]})
     assert Task.objects.get(pk=waiting.id).status == Status.CANCELLED
+    assert Task.objects.get(pk=running.id).cancel_requested
     assert Task.objects.get(pk=failed_task.pk).status == Status.FAILED
 
 

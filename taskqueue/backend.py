@@ -1,0 +1,280 @@
+"""Front door 2: Django's own tasks framework (`django.tasks`, DEP 14) on the engine.
+
+    TASKS = {"default": {"BACKEND": "taskqueue.backend.DatabaseBackend", "QUEUES": [], "OPTIONS": {}}}
+
+    @task(priority=5, queue_name="email", max_attempts=3)
+    def send_welcome(user_id: int) -> str: ...
+
+    result = send_welcome.enqueue(42)
+    send_welcome.get_result(result.id).status
+
+`max_attempts` and `backoff(exception, task_result)` are this backend's retry policy, shaped like the
+one Django is designing, so code written for it will not change when Django ships its own.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.core import checks
+from django.db import router, transaction
+from django.tasks.backends.base import BaseTaskBackend
+from django.tasks.base import Task, TaskContext, TaskError, TaskResult, TaskResultStatus
+from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
+from django.tasks.signals import task_enqueued, task_finished, task_started
+from django.utils import timezone
+from django.utils.json import normalize_json
+from django.utils.module_loading import import_string
+
+from taskqueue.conf import load_settings
+from taskqueue.engine import executors
+from taskqueue.engine.claim import ClaimedTask
+from taskqueue.engine.enqueue import TaskSpec, enqueue, enqueue_many
+from taskqueue.engine.outcomes import ErrorInfo, Failed, Outcome, RetryLater, Succeeded
+from taskqueue.engine.running import TaskControl
+from taskqueue.exceptions import SerializationError
+from taskqueue.models import Status, WorkerProcess
+from taskqueue.models import Task as TaskRow
+from taskqueue.serialization import check_json
+
+KIND = "django"
+MAX_BACKOFF = timedelta(hours=1)
+STATUSES = {
+    Status.READY: TaskResultStatus.READY,
+    Status.RUNNING: TaskResultStatus.RUNNING,
+    Status.SUCCEEDED: TaskResultStatus.SUCCESSFUL,
+    Status.FAILED: TaskResultStatus.FAILED,
+    Status.CANCELLED: TaskResultStatus.FAILED,
+}
+
+Backoff = Callable[[BaseException, TaskResult], timedelta | float | None]
+
+
+def exponential_backoff(exception: BaseException, task_result: TaskResult) -> timedelta:
+    """The default wait before attempt n+1: 2**n seconds with ±10% jitter, at most an hour."""
+    seconds = min(2.0**task_result.attempts, MAX_BACKOFF.total_seconds())
+    return timedelta(seconds=seconds * random.uniform(0.9, 1.1))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryingTask(Task):
+    """A django.tasks Task with a retry policy: up to `max_attempts` attempts (1: no retry), waiting
+    `backoff(exception, task_result)` between them (None from backoff: fail now)."""
+
+    max_attempts: int = 1
+    backoff: Backoff = exponential_backoff
+
+
+class DatabaseBackend(BaseTaskBackend):
+    task_class = RetryingTask
+    supports_defer = True
+    supports_async_task = True
+    supports_get_result = True
+    supports_priority = True
+
+    def validate_task(self, task: Task) -> None:
+        super().validate_task(task)
+        max_attempts = getattr(task, "max_attempts", 1)
+        if not isinstance(max_attempts, int) or isinstance(max_attempts, bool) or max_attempts < 1:
+            raise InvalidTask(f"max_attempts must be a whole number of 1 or more, got {max_attempts!r}.")
+        if not callable(getattr(task, "backoff", exponential_backoff)):
+            raise InvalidTask("backoff must be callable as backoff(exception, task_result).")
+
+    def enqueue(self, task: Task, args: Sequence[Any], kwargs: dict[str, Any]) -> TaskResult:
+        self.validate_task(task)
+        spec = self._spec(task, args, kwargs)
+        result = self._ready_result(task, str(enqueue(spec)), spec)
+        task_enqueued.send(type(self), task_result=result)
+        return result
+
+    def enqueue_all(self, calls: Iterable[tuple[Task, Sequence[Any], dict[str, Any]]]) -> list[TaskResult]:
+        """Enqueue many task calls with multi-row inserts: all are stored, or (on any bad one) none."""
+        calls = list(calls)
+        for task, _, _ in calls:
+            self.validate_task(task)
+        specs = [self._spec(task, args, kwargs) for task, args, kwargs in calls]
+        ids = enqueue_many(specs)
+        results = [
+            self._ready_result(task, str(task_id), spec)
+            for (task, _, _), task_id, spec in zip(calls, ids, specs, strict=True)
+        ]
+        for result in results:
+            task_enqueued.send(type(self), task_result=result)
+        return results
+
+    def get_result(self, result_id: str) -> TaskResult:
+        try:
+            row = TaskRow.objects.get(pk=int(result_id), kind=KIND)
+        except (TaskRow.DoesNotExist, ValueError, TypeError):
+            raise TaskResultDoesNotExist(result_id) from None
+        return result_from_row(row, self.alias)
+
+    def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
+        from django.apps import apps
+
+        messages: list[checks.CheckMessage] = []
+        if not apps.is_installed("taskqueue"):
+            messages.append(
+                checks.Error(
+                    "taskqueue.backend.DatabaseBackend needs 'taskqueue' in INSTALLED_APPS.",
+                    id="taskqueue.E002",
+                )
+            )
+        try:
+            load_settings(self.options)
+        except (TypeError, ValueError) as error:
+            messages.append(checks.Error(f"TASKS[{self.alias!r}]['OPTIONS']: {error}", id="taskqueue.E003"))
+        return messages
+
+    def _spec(self, task: Task, args: Sequence[Any], kwargs: dict[str, Any]) -> TaskSpec:
+        payload = {"args": normalized(args, "The arguments"), "kwargs": normalized(kwargs, "The keyword arguments")}
+        return TaskSpec(
+            kind=KIND,
+            task_path=task.module_path,
+            payload=payload,
+            queue_name=task.queue_name,
+            priority=task.priority,
+            run_at=task.run_after,
+            max_attempts=getattr(task, "max_attempts", 1),
+        )
+
+    def _ready_result(self, task: Task, result_id: str, spec: TaskSpec) -> TaskResult:
+        return TaskResult(
+            task=task,
+            id=result_id,
+            status=TaskResultStatus.READY,
+            enqueued_at=timezone.now(),
+            started_at=None,
+            finished_at=None,
+            last_attempted_at=None,
+            args=spec.payload["args"],
+            kwargs=spec.payload["kwargs"],
+            backend=self.alias,
+            errors=[],
+            worker_ids=[],
+        )
+
+
+def enqueue_on_commit(task: Task, *args: Any, **kwargs: Any) -> None:
+    """Enqueue when the current transaction of the queue's database commits (at once outside one).
+
+    For a queue kept on a database of its own: there, enqueueing cannot join the transaction that
+    writes the rows the task depends on, so it waits for that transaction's commit instead.
+    """
+    transaction.on_commit(lambda: task.enqueue(*args, **kwargs), using=router.db_for_write(TaskRow))
+
+
+def normalized(value: Any, what: str) -> Any:
+    """Django's normalisation of task arguments (tuples become lists), then a strict JSON check."""
+    try:
+        value = normalize_json(value)
+    except (TypeError, ValueError) as error:
+        raise SerializationError(f"{what} cannot be stored as JSON: {error}") from None
+    return check_json(value, what)
+
+
+def task_at(path: str) -> Task:
+    try:
+        task = import_string(path)
+    except ImportError as error:
+        raise InvalidTask(f"{path} cannot be imported: {error}") from error
+    if not isinstance(task, Task):
+        raise InvalidTask(f"{path} is not a django.tasks Task (decorate the function with @task).")
+    return task
+
+
+def task_errors(errors: list[dict[str, Any]]) -> list[TaskError]:
+    return [TaskError(exception_class_path=e["exc_class"], traceback=e["traceback"]) for e in errors]
+
+
+def result_from_row(row: TaskRow, alias: str) -> TaskResult:
+    """The TaskResult of a stored task. worker_ids has one entry per attempt: the failed ones from
+    the error history, then the last one if it did not fail."""
+    ids = [error.get("worker", "") for error in row.errors]
+    if row.status == Status.SUCCEEDED:
+        ids.append(row.worker)
+    elif row.status == Status.RUNNING:
+        process = WorkerProcess.objects.filter(pk=row.claimed_by_id).first()
+        ids.append(str(process) if process else f"worker process {row.claimed_by_id}")
+    result = TaskResult(
+        task=task_at(row.task_path),
+        id=str(row.pk),
+        status=STATUSES[row.status],
+        enqueued_at=row.enqueued_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        last_attempted_at=row.started_at,
+        args=row.payload.get("args", []),
+        kwargs=row.payload.get("kwargs", {}),
+        backend=alias,
+        errors=task_errors(row.errors),
+        worker_ids=ids,
+    )
+    object.__setattr__(result, "_return_value", row.return_value)
+    return result
+
+
+def execute(claimed: ClaimedTask, control: TaskControl) -> Outcome:
+    """The executor of django.tasks tasks: run the function, map its return or exception to an outcome.
+
+    task_started goes out before the call; task_finished once the outcome is stored, so its
+    receivers (and get_result) see the same finished result.
+    """
+    from django.tasks import task_backends
+
+    task = task_at(claimed.task_path)
+    backend = task_backends[task.backend]
+    enqueued_at, started_at = claimed.times()
+    result = TaskResult(
+        task=task,
+        id=str(claimed.id),
+        status=TaskResultStatus.RUNNING,
+        enqueued_at=enqueued_at,
+        started_at=started_at,
+        finished_at=None,
+        last_attempted_at=started_at,
+        args=claimed.payload.get("args", []),
+        kwargs=claimed.payload.get("kwargs", {}),
+        backend=backend.alias,
+        errors=task_errors(claimed.errors),
+        worker_ids=[*(e.get("worker", "") for e in claimed.errors), control.worker_name],
+    )
+    task_started.send(type(backend), task_result=result)
+
+    def announce(status: TaskResultStatus, value: Any = None, error: ErrorInfo | None = None):
+        def send(finished_at: datetime) -> None:
+            errors = result.errors + task_errors([error.entry(claimed.attempts, "", finished_at)] if error else [])
+            finished = replace(result, status=status, finished_at=finished_at, errors=errors)
+            object.__setattr__(finished, "_return_value", value)
+            task_finished.send(type(backend), task_result=finished)
+
+        return send
+
+    try:
+        if task.takes_context:
+            value = task.call(TaskContext(task_result=result), *result.args, **result.kwargs)
+        else:
+            value = task.call(*result.args, **result.kwargs)
+        value = normalized(value, "The return value")
+    except BaseException as error:  # SystemExit from task code fails the task, not the worker
+        info = ErrorInfo.from_exception(error)
+        delay = retry_delay(task, error, result) if claimed.attempts < getattr(task, "max_attempts", 1) else None
+        if delay is not None:
+            return RetryLater(claimed, timezone.now() + delay, error=info)
+        return Failed(claimed, info, after_write=announce(TaskResultStatus.FAILED, error=info))
+    return Succeeded(claimed, value, after_write=announce(TaskResultStatus.SUCCESSFUL, value))
+
+
+def retry_delay(task: Task, error: BaseException, result: TaskResult) -> timedelta | None:
+    """The task's backoff for this failure; None means fail now."""
+    delay = getattr(task, "backoff", exponential_backoff)(error, result)
+    if delay is None:
+        return None
+    return delay if isinstance(delay, timedelta) else timedelta(seconds=float(delay))
+
+
+executors.register(KIND, execute)

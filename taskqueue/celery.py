@@ -1,0 +1,331 @@
+"""Front door 3: a Celery-style API on the engine, as in django-taskq, for code moving off Celery.
+
+    from taskqueue.celery import shared_task, AsyncResult
+
+    @shared_task(autoretry_for=(SMTPException,), retry_kwargs={"max_retries": 5, "countdown": 10})
+    def send_receipt(order_id: int) -> None: ...
+
+    send_receipt.delay(42)
+    result = send_receipt.apply_async((42,), countdown=60, queue="email", priority=5)
+    AsyncResult(result.id).revoke()
+
+Settings read: CELERY_TASK_ALWAYS_EAGER (run inline, for tests) and CELERY_TASK_EAGER_PROPAGATES
+(eager exceptions are raised). Not offered: bound tasks, chains and groups, result backends other than
+the task table.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+from django.utils.json import normalize_json
+from django.utils.module_loading import import_string
+
+from taskqueue.engine import executors, operations
+from taskqueue.engine.claim import ClaimedTask
+from taskqueue.engine.enqueue import TaskSpec, enqueue
+from taskqueue.engine.outcomes import Cancelled, ErrorInfo, Failed, Outcome, RetryLater, Succeeded
+from taskqueue.engine.running import TaskControl
+from taskqueue.exceptions import SerializationError, TaskQueueError
+from taskqueue.models import Status
+from taskqueue.models import Task as TaskRow
+from taskqueue.serialization import check_json
+
+KIND = "celery"
+
+
+class states:
+    PENDING = "PENDING"
+    STARTED = "STARTED"
+    RETRY = "RETRY"
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+    REVOKED = "REVOKED"
+    READY_STATES = frozenset({SUCCESS, FAILURE, REVOKED})
+
+
+class TaskFailed(TaskQueueError):
+    """Raised by `AsyncResult.get()` for a task that failed: carries its exception class and traceback."""
+
+    def __init__(self, exc_class: str, message: str, traceback: str) -> None:
+        super().__init__(f"{exc_class}: {message}")
+        self.exc_class, self.message, self.traceback = exc_class, message, traceback
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Celery's automatic retries: which exceptions, how many times, how long to wait."""
+
+    autoretry_for: tuple[type[BaseException], ...] = ()
+    max_retries: int = 3
+    countdown: float = 180.0
+    backoff: bool | float = False
+    backoff_max: float = 600.0
+    jitter: bool = True
+
+    def delay(self, retries: int) -> float:
+        """Seconds before retry number `retries + 1`, as Celery computes them."""
+        if not self.backoff:
+            return self.countdown
+        base = 1.0 if self.backoff is True else float(self.backoff)
+        delay = min(base * 2**retries, self.backoff_max)
+        return random.uniform(0, delay) if self.jitter else delay
+
+
+def stored(value: Any, what: str) -> Any:
+    try:
+        return check_json(normalize_json(value), what)
+    except (TypeError, ValueError) as error:
+        raise SerializationError(f"{what} cannot be stored as JSON: {error}") from None
+
+
+class SharedTask:
+    """A function made a task by `@shared_task`; calling it still runs it right here."""
+
+    def __init__(self, func: Callable[..., Any], queue: str, priority: int, policy: RetryPolicy) -> None:
+        if "<locals>" in func.__qualname__:
+            raise TaskQueueError(f"{func.__qualname__}: define tasks at module level, so workers can import them.")
+        self.func = func
+        self.queue = queue
+        self.priority = priority
+        self.policy = policy
+        self.__doc__ = func.__doc__
+
+    @property
+    def name(self) -> str:
+        return f"{self.func.__module__}.{self.func.__qualname__}"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.func(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<@shared_task {self.name}>"
+
+    def delay(self, *args: Any, **kwargs: Any) -> AsyncResult | EagerResult:
+        return self.apply_async(args, kwargs)
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        return Signature(self, args, kwargs)
+
+    def apply_async(
+        self,
+        args: tuple[Any, ...] | list[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        *,
+        countdown: float | None = None,
+        eta: datetime | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+    ) -> AsyncResult | EagerResult:
+        """Enqueue (joining the caller's transaction), or run now in eager mode."""
+        if countdown is not None and eta is not None:
+            raise TypeError("Give countdown or eta, not both.")
+        args, kwargs = list(args or ()), dict(kwargs or {})
+        if getattr(settings, "CELERY_TASK_ALWAYS_EAGER", False):
+            return self._run_eagerly(args, kwargs)
+        if eta is not None and timezone.is_naive(eta):
+            raise TypeError("eta must be an aware datetime.")
+        run_at = timezone.now() + timedelta(seconds=countdown) if countdown is not None else eta
+        task_id = enqueue(
+            TaskSpec(
+                kind=KIND,
+                task_path=self.name,
+                payload={"args": stored(args, "The arguments"), "kwargs": stored(kwargs, "The keyword arguments")},
+                queue_name=queue or self.queue,
+                priority=self.priority if priority is None else priority,
+                run_at=run_at,
+                max_attempts=self.policy.max_retries + 1,
+            )
+        )
+        return AsyncResult(str(task_id))
+
+    def _run_eagerly(self, args: list[Any], kwargs: dict[str, Any]) -> EagerResult:
+        try:
+            value = self.func(*args, **kwargs)
+        except Exception as error:
+            if getattr(settings, "CELERY_TASK_EAGER_PROPAGATES", False):
+                raise
+            return EagerResult(states.FAILURE, error)
+        return EagerResult(states.SUCCESS, value)
+
+
+@dataclass(frozen=True)
+class Signature:
+    """`task.s(*args)`: a call waiting to be sent, with `apply_async(**options)` or `delay()`."""
+
+    task: SharedTask
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+    def apply_async(self, **options: Any) -> AsyncResult | EagerResult:
+        return self.task.apply_async(self.args, self.kwargs, **options)
+
+    def delay(self) -> AsyncResult | EagerResult:
+        return self.apply_async()
+
+
+def shared_task(
+    func: Callable[..., Any] | None = None,
+    *,
+    autoretry_for: tuple[type[BaseException], ...] = (),
+    retry_kwargs: dict[str, Any] | None = None,
+    retry_backoff: bool | float = False,
+    retry_backoff_max: float = 600.0,
+    retry_jitter: bool = True,
+    max_retries: int = 3,
+    default_retry_delay: float = 180.0,
+    queue: str = "default",
+    priority: int = 0,
+) -> Any:
+    """Make a function a task, with Celery's names for its options."""
+    retry_kwargs = dict(retry_kwargs or {})
+    unknown = set(retry_kwargs) - {"max_retries", "countdown"}
+    if unknown:
+        raise TypeError(f"retry_kwargs takes max_retries and countdown, not {sorted(unknown)}.")
+    policy = RetryPolicy(
+        autoretry_for=tuple(autoretry_for),
+        max_retries=int(retry_kwargs.get("max_retries", max_retries)),
+        countdown=float(retry_kwargs.get("countdown", default_retry_delay)),
+        backoff=retry_backoff,
+        backoff_max=retry_backoff_max,
+        jitter=retry_jitter,
+    )
+    if policy.max_retries < 0:
+        raise ValueError("max_retries must be 0 or more.")
+
+    def decorate(function: Callable[..., Any]) -> SharedTask:
+        return SharedTask(function, queue=queue, priority=priority, policy=policy)
+
+    return decorate(func) if func is not None else decorate
+
+
+class AsyncResult:
+    """The state of an enqueued task, read from the task table on every access."""
+
+    STATES = {
+        Status.READY: states.PENDING,
+        Status.RUNNING: states.STARTED,
+        Status.SUCCEEDED: states.SUCCESS,
+        Status.FAILED: states.FAILURE,
+        Status.CANCELLED: states.REVOKED,
+    }
+
+    def __init__(self, id: str) -> None:
+        self.id = str(id)
+
+    def __repr__(self) -> str:
+        return f"<AsyncResult {self.id}>"
+
+    def _row(self) -> TaskRow:
+        try:
+            return TaskRow.objects.get(pk=int(self.id))
+        except (TaskRow.DoesNotExist, ValueError):
+            raise TaskQueueError(f"No task with id {self.id!r}.") from None
+
+    @property
+    def status(self) -> str:
+        row = self._row()
+        if row.status == Status.READY and row.errors:
+            return states.RETRY
+        return self.STATES[row.status]
+
+    state = status
+
+    @property
+    def result(self) -> Any:
+        """The return value once SUCCESS; the error (as TaskFailed) once FAILURE; else None."""
+        row = self._row()
+        if row.status == Status.SUCCEEDED:
+            return row.return_value
+        if row.status == Status.FAILED and row.errors:
+            error = row.errors[-1]
+            return TaskFailed(error["exc_class"], error["message"], error["traceback"])
+        return None
+
+    def ready(self) -> bool:
+        return self.status in states.READY_STATES
+
+    def successful(self) -> bool:
+        return self.status == states.SUCCESS
+
+    def failed(self) -> bool:
+        return self.status == states.FAILURE
+
+    def get(self, timeout: float | None = None, interval: float = 0.2, propagate: bool = True) -> Any:
+        """Wait for the task to finish and return its value (raising TaskFailed for a failure)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.ready():
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"Task {self.id} did not finish within {timeout}s.")
+            time.sleep(interval)
+        value = self.result
+        if isinstance(value, TaskFailed) and propagate:
+            raise value
+        return value
+
+    def revoke(self) -> None:
+        """A waiting task will never start; a running one is asked to stop (see `stop_requested()`)."""
+        operations.cancel([int(self.id)])
+
+
+@dataclass(frozen=True)
+class EagerResult:
+    """What `apply_async` returns in eager mode: the task already ran."""
+
+    status: str
+    value: Any
+    id: str = "eager"
+
+    @property
+    def state(self) -> str:
+        return self.status
+
+    @property
+    def result(self) -> Any:
+        return self.value
+
+    def ready(self) -> bool:
+        return True
+
+    def successful(self) -> bool:
+        return self.status == states.SUCCESS
+
+    def failed(self) -> bool:
+        return self.status == states.FAILURE
+
+    def get(self, timeout: float | None = None, propagate: bool = True) -> Any:
+        if self.status == states.FAILURE and propagate:
+            raise self.value
+        return self.value
+
+    def revoke(self) -> None:
+        """Nothing to revoke: it already ran."""
+
+
+def execute(claimed: ClaimedTask, control: TaskControl) -> Outcome:
+    """The executor of Celery-style tasks: call the function, retry what autoretry_for names."""
+    task = import_string(claimed.task_path)
+    if not isinstance(task, SharedTask):
+        return Failed(claimed, ErrorInfo("taskqueue.NotATask", f"{claimed.task_path} is no @shared_task.", ""))
+    try:
+        value = stored(task.func(*claimed.payload.get("args", []), **claimed.payload.get("kwargs", {})),
+                       "The return value")  # fmt: skip
+    except BaseException as error:  # SystemExit from task code fails the task, not the worker
+        info = ErrorInfo.from_exception(error)
+        retries = claimed.attempts - 1
+        if isinstance(error, task.policy.autoretry_for) and retries < task.policy.max_retries:
+            return RetryLater(claimed, timezone.now() + timedelta(seconds=task.policy.delay(retries)), error=info)
+        return Failed(claimed, info)
+    if control.cancelled.is_set():
+        return Cancelled(claimed)
+    return Succeeded(claimed, value)
+
+
+executors.register(KIND, execute)
