@@ -28,7 +28,6 @@ from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued, task_finished, task_started
 from django.utils import timezone
 from django.utils.json import normalize_json
-from django.utils.module_loading import import_string
 
 from taskqueue.conf import load_settings
 from taskqueue.engine import executors
@@ -179,7 +178,7 @@ def normalized(value: Any, what: str) -> Any:
 
 def task_at(path: str) -> Task:
     try:
-        task = import_string(path)
+        task = executors.resolve(path)
     except ImportError as error:
         raise InvalidTask(f"{path} cannot be imported: {error}") from error
     if not isinstance(task, Task):

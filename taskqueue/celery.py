@@ -26,7 +26,6 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 from django.utils.json import normalize_json
-from django.utils.module_loading import import_string
 
 from taskqueue.engine import executors, operations
 from taskqueue.engine.claim import ClaimedTask
@@ -311,7 +310,7 @@ class EagerResult:
 
 def execute(claimed: ClaimedTask, control: TaskControl) -> Outcome:
     """The executor of Celery-style tasks: call the function, retry what autoretry_for names."""
-    task = import_string(claimed.task_path)
+    task = executors.resolve(claimed.task_path)
     if not isinstance(task, SharedTask):
         return Failed(claimed, ErrorInfo("taskqueue.NotATask", f"{claimed.task_path} is no @shared_task.", ""))
     try:

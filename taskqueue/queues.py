@@ -13,7 +13,6 @@ class EmailQueue(BaseQueue[Email]):
 from __future__ import annotations
 
 import dataclasses
-import functools
 import typing
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,7 +20,6 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from django.utils import timezone
-from django.utils.module_loading import import_string
 
 from taskqueue.engine import executors
 from taskqueue.engine.claim import ClaimedTask
@@ -196,16 +194,10 @@ def backoff_delay(queue: type[BaseQueue[Any]], attempts: int) -> timedelta:
     return timedelta(seconds=min(queue.retry_backoff * 2 ** max(attempts - 1, 0), MAX_BACKOFF_SECONDS))
 
 
-@functools.cache
-def queue_class(path: str) -> Any:
-    """Import a queue class once per process (a failed import raises and is not cached)."""
-    return import_string(path)
-
-
 def execute(task: ClaimedTask, control: TaskControl) -> Outcome:
     """The executor of queue-class tasks: import the class, call `process`, map its answer."""
     try:
-        queue = queue_class(task.task_path)
+        queue = executors.resolve(task.task_path)
     except ImportError as error:
         return Failed(task, ErrorInfo.from_exception(error))
     if not (isinstance(queue, type) and issubclass(queue, BaseQueue)):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from django.utils.module_loading import import_string
 
 if TYPE_CHECKING:
     from taskqueue.engine.claim import ClaimedTask
@@ -21,3 +24,12 @@ def register(kind: str, executor: Executor) -> None:
 
 def executor_for(kind: str) -> Executor | None:
     return _executors.get(kind)
+
+
+@functools.cache
+def resolve(path: str) -> Any:
+    """What a task's dotted path names (queue class, task function), imported once per process.
+
+    A failed import raises and is not cached, so a deploy that adds the module is picked up.
+    """
+    return import_string(path)
