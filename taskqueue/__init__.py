@@ -20,6 +20,7 @@ _EXPORTS = {
     "DeserializationExc": "taskqueue.exceptions",
     "SerializationError": "taskqueue.exceptions",
     "stop_requested": "taskqueue.engine.running",
+    "QueueInfo": "taskqueue.control",
     "Worker": "taskqueue.worker.threads",
     "WorkerGroup": "taskqueue.worker.threads",
 }

@@ -19,8 +19,9 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 
+from taskqueue.control import QueueInfo
 from taskqueue.engine import operations
-from taskqueue.models import Status, Task, WorkerProcess
+from taskqueue.models import PausedQueue, Status, Task, WorkerProcess
 
 RECENT = timedelta(hours=24)
 
@@ -241,3 +242,23 @@ class WorkerProcessAdmin(admin.ModelAdmin):
     @admin.display(description="last heartbeat")
     def heartbeat_age(self, process: WorkerProcess) -> str:
         return f"{(timezone.now() - process.heartbeat_at).total_seconds():.0f} s ago"
+
+
+@admin.register(PausedQueue)
+class PausedQueueAdmin(admin.ModelAdmin):
+    """Adding a queue here pauses it (its tasks wait); deleting the entry resumes it."""
+
+    list_display = ("name", "paused_at", "waiting", "latency")
+    fields = ("name",)
+
+    def save_model(self, request: HttpRequest, obj: PausedQueue, form: Any, change: bool) -> None:
+        obj.paused_at = obj.paused_at or timezone.now()
+        super().save_model(request, obj, form, change)
+
+    @admin.display(description="waiting tasks")
+    def waiting(self, paused: PausedQueue) -> int:
+        return QueueInfo(paused.name).size
+
+    @admin.display(description="oldest due task waiting")
+    def latency(self, paused: PausedQueue) -> str:
+        return f"{QueueInfo(paused.name).latency.total_seconds():.0f} s"

@@ -114,3 +114,16 @@ class WorkerProcess(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.hostname}:{self.pid})"
+
+
+class PausedQueue(models.Model):
+    """A queue whose tasks wait: workers claim nothing from it until it is resumed."""
+
+    name = models.CharField(max_length=100, unique=True)
+    paused_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "paused queue"
+
+    def __str__(self) -> str:
+        return self.name

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from taskqueue.models import Status, Task
+from taskqueue.models import PausedQueue, Status, Task
 
 TABLE = Task._meta.db_table
+PAUSED_TABLE = PausedQueue._meta.db_table
 CLAIM_ORDER = "priority DESC, run_at, id"
 CLAIMED_COLUMNS = (
     "id, kind, task_path, queue_name, payload, note, priority, attempts, max_attempts, errors, enqueued_at, started_at"
@@ -49,6 +50,7 @@ class Dialect:
         """Claim up to N ready tasks of one selector: mark them running for this worker, return them."""
         pick = (
             f"SELECT id FROM {TABLE} WHERE status = '{Status.READY}' AND {queue_filter} AND run_at <= {self.due} "
+            f"AND queue_name NOT IN (SELECT name FROM {PAUSED_TABLE}) "
             f"ORDER BY {CLAIM_ORDER} LIMIT %(limit)s"
         )
         assign = f"status = '{Status.RUNNING}', claimed_by_id = %(worker)s, started_at = {self.started_at}"

@@ -166,3 +166,17 @@ def test_worker_processes_are_listed_with_their_heartbeat(operator: Client, admi
     liveness.register("default", "web-box", ["email*"], 4)
     page = admin_client.get(reverse("admin:taskqueue_workerprocess_changelist")).text
     assert "web-box" in page and "email*" in page and "s ago" in page
+
+
+def test_pausing_and_resuming_a_queue_in_the_admin(admin_client: Client) -> None:
+    from taskqueue import QueueInfo
+    from taskqueue.models import PausedQueue
+
+    q.NoOpQueue.add_task(None)
+    response = admin_client.post(reverse("admin:taskqueue_pausedqueue_add"), {"name": "noop"})
+    assert response.status_code == 302 and QueueInfo("noop").paused
+    page = admin_client.get(reverse("admin:taskqueue_pausedqueue_changelist")).text
+    assert "noop" in page
+    paused = PausedQueue.objects.get(name="noop")
+    admin_client.post(reverse("admin:taskqueue_pausedqueue_delete", args=[paused.pk]), {"post": "yes"})
+    assert not QueueInfo("noop").paused
