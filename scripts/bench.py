@@ -4,13 +4,15 @@
 
 Measures enqueue rates (one per transaction, and bulk), the drain rate of no-op tasks by one and by
 two real worker processes (`manage.py taskqueue_worker --threads 1`), the pickup latency of an idle
-worker, a worker's memory over a long run, and what an idle worker costs. Prints the median of each
-figure over the runs, its ratio PostgreSQL/SQLite and against its target, and ends with a markdown
-table for the README.
+worker, a worker's memory over a long run, and what an idle worker costs. The task queue's three front
+doors (queue classes, `django.tasks`, the Celery-style `shared_task`) are compared on the one-worker
+drain and on single enqueues. Prints the median of each figure over the runs, its ratio
+PostgreSQL/SQLite and against its target, and ends with a markdown table for the README.
 
 Each measurement runs in a child process of its own (`--child`, Django configured for one database),
 started in a session of its own, so everything it starts can be stopped through it, even on errors,
-timeouts or Ctrl+C. The worker processes import the queue classes below as `scripts.bench.BenchNoOp`.
+timeouts or Ctrl+C. The worker processes import the queue classes and tasks below as
+`scripts.bench.<name>` (`scripts.bench.BenchNoOp`, `scripts.bench.django_noop`, ...).
 """
 
 from __future__ import annotations
@@ -31,15 +33,19 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scripts.pgcluster import DEFAULT_BIN_DIR, Cluster, ClusterError, binaries_available
+
+if TYPE_CHECKING:  # imported at run time only once Django is configured
+    from taskqueue.celery import SharedTask
+    from taskqueue.engine.enqueue import TaskSpec
 
 PROJECT = Path(__file__).resolve().parent.parent
 MODULE = "scripts.bench"
 NOOP_QUEUE, STAMP_QUEUE = "bench-noop", "bench-stamp"
+DJANGO_QUEUE, CELERY_QUEUE = "bench-django", "bench-celery"
 STAMP_FILE_ENV = "BENCH_STAMP_FILE"
-QUEUE_CLASSES = ("BenchNoOp", "BenchStamp")
 
 # What child processes keep of this process's environment (as the test suite's worker fixture does).
 INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV", "PYENV_VERSION")
@@ -55,24 +61,27 @@ WORKER_STOP_SECONDS = 30.0
 CHILD_STOP_SECONDS = 45.0
 MIGRATE_SECONDS = 180.0
 MAX_PROBLEMS_SHOWN = 40
+RATIO = "x"  # the unit of a figure that is a ratio of two others
 
 
 class BenchError(Exception):
     pass
 
 
-# --- The queue classes the worker processes run --------------------------------------------------
+# --- The queue classes and tasks the worker processes run ----------------------------------------
 
 
-def __getattr__(name: str) -> type:
-    """`BenchNoOp` and `BenchStamp`, defined on first use.
+def __getattr__(name: str) -> Any:
+    """`BenchNoOp`, `BenchStamp`, `django_noop` and `celery_noop`, defined on first use.
 
-    `taskqueue.queues` needs Django's app registry, and this module is also the benchmark's entry
-    point, which runs before Django is configured; worker processes get here after `django.setup()`.
+    The front doors need Django's app registry (and `django.tasks` its TASKS setting), and this module
+    is also the benchmark's entry point, which runs before Django is configured; worker processes get
+    here after `django.setup()`.
     """
-    if name not in QUEUE_CLASSES:
+    define = LAZY_DEFINITIONS.get(name)
+    if define is None:
         raise AttributeError(f"module {MODULE!r} has no attribute {name!r}")
-    globals().update(define_queues())
+    globals().update(define())
     return globals()[name]
 
 
@@ -110,11 +119,105 @@ def define_queues() -> dict[str, type]:
     return {"BenchNoOp": BenchNoOp, "BenchStamp": BenchStamp}
 
 
-def bench_queue(name: str) -> Any:
-    """A queue class imported the way worker processes import it."""
+def define_tasks() -> dict[str, Any]:
+    """`django_noop`, a `django.tasks` task, and `celery_noop`, a Celery-style `@shared_task`: no-ops.
+
+    Both front doors refuse functions that are not at module level, judging by `__qualname__`, and
+    store `__module__` + `__qualname__` as the path workers import: both are set to this module's.
+    """
+    from django.tasks import task
+
+    from taskqueue.celery import shared_task
+
+    def django_noop() -> None:
+        """Does nothing, as a django.tasks task."""
+
+    def celery_noop() -> None:
+        """Does nothing, as a Celery-style task."""
+
+    for function in (django_noop, celery_noop):
+        function.__module__, function.__qualname__ = MODULE, function.__name__
+    return {
+        "django_noop": task(queue_name=DJANGO_QUEUE)(django_noop),
+        "celery_noop": shared_task(queue=CELERY_QUEUE)(celery_noop),
+    }
+
+
+LAZY_DEFINITIONS: dict[str, Callable[[], dict[str, Any]]] = {
+    "BenchNoOp": define_queues,
+    "BenchStamp": define_queues,
+    "django_noop": define_tasks,
+    "celery_noop": define_tasks,
+}
+
+
+def bench_object(name: str) -> Any:
+    """A queue class or task of this module, imported the way worker processes import it."""
     from django.utils.module_loading import import_string
 
     return import_string(f"{MODULE}.{name}")
+
+
+@dataclass(frozen=True)
+class FrontDoor:
+    """A way into the engine, as the benchmark uses it: its no-op task and that task's queue."""
+
+    kind: str  # what the engine stores as the kind of its tasks
+    label: str
+    single_call: str  # how one task is enqueued
+    noop: str  # the no-op's name in this module
+    queue: str
+
+
+QUEUE_CLASS, DJANGO_TASK, CELERY_TASK = "queue", "django", "celery"
+FRONT_DOORS = {
+    door.kind: door
+    for door in (
+        FrontDoor(QUEUE_CLASS, "queue classes", "add_task", "BenchNoOp", NOOP_QUEUE),
+        FrontDoor(DJANGO_TASK, "django.tasks", "task.enqueue()", "django_noop", DJANGO_QUEUE),
+        FrontDoor(CELERY_TASK, "Celery-style", "shared_task.delay()", "celery_noop", CELERY_QUEUE),
+    )
+}
+OTHER_FRONT_DOORS = (FRONT_DOORS[DJANGO_TASK], FRONT_DOORS[CELERY_TASK])
+
+
+def single_enqueuer(front: str) -> Callable[[], object]:
+    """Enqueues one no-op task the front door's own way: `add_task(None)`, `enqueue()` or `delay()`."""
+    noop = bench_object(FRONT_DOORS[front].noop)
+    if front == DJANGO_TASK:
+        return noop.enqueue
+    if front == CELERY_TASK:
+        return noop.delay
+    return lambda: noop.add_task(None)
+
+
+def bulk_enqueue(front: str, count: int) -> None:
+    """Enqueues `count` no-op tasks in one go: `add_tasks`, the backend's `enqueue_all`, or, as the
+    Celery-style API has no bulk call, the engine's `enqueue_many` with what `delay()` stores."""
+    noop = bench_object(FRONT_DOORS[front].noop)
+    if front == DJANGO_TASK:
+        noop.get_backend().enqueue_all([(noop, [], {})] * count)
+    elif front == CELERY_TASK:
+        from taskqueue.engine.enqueue import enqueue_many
+
+        enqueue_many([celery_spec(noop)] * count)
+    else:
+        noop.add_tasks([None] * count)
+
+
+def celery_spec(task: SharedTask) -> TaskSpec:
+    """The TaskSpec `task.delay()` stores for a call without arguments (see SharedTask.apply_async)."""
+    from taskqueue.celery import KIND
+    from taskqueue.engine.enqueue import TaskSpec
+
+    return TaskSpec(
+        kind=KIND,
+        task_path=task.name,
+        payload={"args": [], "kwargs": {}},
+        queue_name=task.queue,
+        priority=task.priority,
+        max_attempts=task.policy.max_retries + 1,
+    )
 
 
 # --- Child side: one measurement, Django configured for one database -----------------------------
@@ -231,11 +334,13 @@ def reset_database(bench: Bench) -> None:
 
 
 def status_counts() -> dict[str, int]:
+    """How many tasks there are of each kind, queue and status, as "<kind> <queue> <status>"."""
     from django.db.models import Count
 
     from taskqueue.models import Task
 
-    return dict(Task.objects.order_by().values_list("status").annotate(Count("id")))
+    groups = Task.objects.order_by().values_list("kind", "queue_name", "status").annotate(Count("id"))
+    return {f"{kind} {queue} {status}": count for kind, queue, status, count in groups}
 
 
 def drain_timeout(tasks: int) -> float:
@@ -258,14 +363,18 @@ def wait_drained(bench: Bench, timeout: float, on_poll: Callable[[], None] | Non
     return time.monotonic()
 
 
-def check_outcomes(bench: Bench, tasks: int, retention: bool = True) -> None:
-    """Every task succeeded exactly once (with RESULT_RETENTION=0 their rows are gone)."""
+def check_outcomes(bench: Bench, tasks: int, door: FrontDoor, queue: str | None = None, retention: bool = True) -> None:
+    """Every task, of the front door's kind and in its queue (or `queue`), succeeded exactly once
+    (with RESULT_RETENTION=0 their rows are gone)."""
     from taskqueue.models import Status, Task
 
     counts = status_counts()
-    expected = {Status.SUCCEEDED.value: tasks} if retention else {}
+    expected = {f"{door.kind} {queue or door.queue} {Status.SUCCEEDED.value}": tasks} if retention else {}
     if counts != expected:
-        bench.problems.append(f"task statuses after the run: {counts}, expected {expected}")
+        bench.problems.append(f"tasks by kind, queue and status after the run: {counts}, expected {expected}")
+    failed = Task.objects.filter(status=Status.FAILED).values_list("errors", flat=True).first()
+    if failed:
+        bench.problems.append(f"a failed task's last error: {failed[-1].get('exc_class')}: {failed[-1].get('message')}")
     repeated = Task.objects.filter(attempts__gt=1).count()
     if repeated:
         bench.problems.append(f"{repeated} tasks took more than one attempt")
@@ -283,42 +392,44 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure_enqueue(bench: Bench, count: int, budget: float) -> dict[str, Any]:
-    """`add_task` in a loop, each its own transaction (autocommit), for `count` tasks or `budget` seconds."""
-    queue = bench_queue("BenchNoOp")
-    queue.add_task(None)  # opens the connection
+def measure_enqueue(bench: Bench, count: int, budget: float, front: str = QUEUE_CLASS) -> dict[str, Any]:
+    """One no-op task at a time through a front door (`add_task`, `enqueue()`, `delay()`), each its own
+    transaction (autocommit), for `count` tasks or `budget` seconds."""
+    enqueue_one = single_enqueuer(front)
+    enqueue_one()  # opens the connection
     done = 0
     started = time.perf_counter()
     deadline = started + budget
     while done < count and time.perf_counter() < deadline:
-        queue.add_task(None)
+        enqueue_one()
         done += 1
     return {"rate": done / (time.perf_counter() - started)}
 
 
 def measure_bulk(bench: Bench, tasks: int) -> dict[str, Any]:
-    queue = bench_queue("BenchNoOp")
-    queue.add_tasks([None])  # opens the connection
+    bulk_enqueue(QUEUE_CLASS, 1)  # opens the connection
     started = time.perf_counter()
-    queue.add_tasks([None] * tasks)
+    bulk_enqueue(QUEUE_CLASS, tasks)
     return {"rate": tasks / (time.perf_counter() - started)}
 
 
-def enqueue_committed(tasks: int) -> tuple[float, float]:
+def enqueue_committed(tasks: int, front: str = QUEUE_CLASS) -> tuple[float, float]:
     """Bulk-insert no-op tasks in one transaction; the monotonic and wall-clock times of its commit."""
     from django.db import transaction
 
-    queue = bench_queue("BenchNoOp")
     commit: list[float] = []
     with transaction.atomic():
         for start in range(0, tasks, INSERT_SLICE):
-            queue.add_tasks([None] * min(INSERT_SLICE, tasks - start))
+            bulk_enqueue(front, min(INSERT_SLICE, tasks - start))
         transaction.on_commit(lambda: commit.extend((time.monotonic(), time.time())))
     return commit[0], commit[1]
 
 
-def measure_drain(bench: Bench, tasks: int, workers: int, retention: bool = True) -> dict[str, Any]:
-    """Idle workers first; then bulk-insert the tasks and time from the commit until none is unfinished.
+def measure_drain(
+    bench: Bench, tasks: int, workers: int, retention: bool = True, front: str = QUEUE_CLASS
+) -> dict[str, Any]:
+    """Idle workers first; then bulk-insert the front door's no-op tasks and time from the commit until
+    none is unfinished.
 
     The insert comes at a random point of the workers' idle poll cycle, which matters where nothing
     wakes them (SQLite). With the rows kept, `steady_rate` is the rate from the first task's start (or
@@ -328,9 +439,11 @@ def measure_drain(bench: Bench, tasks: int, workers: int, retention: bool = True
 
     from taskqueue.models import Task
 
-    bench.start_workers(workers, retention=retention, settle=SETTLE_SECONDS + random.uniform(0, WORKER_POLL_SECONDS))
+    door = FRONT_DOORS[front]
+    settle = SETTLE_SECONDS + random.uniform(0, WORKER_POLL_SECONDS)
+    bench.start_workers(workers, queue=door.queue, retention=retention, settle=settle)
     cpu = bench.worker_cpu_seconds()
-    committed, committed_wall = enqueue_committed(tasks)
+    committed, committed_wall = enqueue_committed(tasks, front)
     seconds = wait_drained(bench, drain_timeout(tasks)) - committed
     result: dict[str, Any] = {
         "rate": tasks / seconds,
@@ -342,7 +455,7 @@ def measure_drain(bench: Bench, tasks: int, workers: int, retention: bool = True
         first = span["first"].timestamp()
         result["first_pickup_ms"] = (first - committed_wall) * 1000
         result["steady_rate"] = tasks / (span["last"].timestamp() - max(first, committed_wall))
-    check_outcomes(bench, tasks, retention)
+    check_outcomes(bench, tasks, door, retention=retention)
     return result
 
 
@@ -367,7 +480,7 @@ def measure_pickup(bench: Bench, samples: int, budget: float) -> dict[str, Any]:
     stamps = bench.log_dir / f"stamps-{os.getpid()}.txt"
     stamps.touch()
     bench.start_workers(1, queue=STAMP_QUEUE, env={STAMP_FILE_ENV: str(stamps)})
-    queue = bench_queue("BenchStamp")
+    queue = bench_object("BenchStamp")
     longest_pause = 0.05 if connection.vendor == "postgresql" else WORKER_POLL_SECONDS
     enqueued: dict[int, float] = {}
     size = 0
@@ -382,7 +495,7 @@ def measure_pickup(bench: Bench, samples: int, budget: float) -> dict[str, Any]:
     latencies = [(ran[task_id] - at) * 1000 for task_id, at in enqueued.items()]
     if len(latencies) < 2:
         raise BenchError(f"only {len(latencies)} pickup sample(s) within {budget:.0f}s")
-    check_outcomes(bench, len(enqueued))
+    check_outcomes(bench, len(enqueued), FRONT_DOORS[QUEUE_CLASS], queue=STAMP_QUEUE)
     return {
         "p50_ms": statistics.median(latencies),
         "p99_ms": statistics.quantiles(latencies, n=100, method="inclusive")[98],
@@ -409,7 +522,7 @@ def measure_memory(bench: Bench, tasks: int, warmup: int) -> dict[str, Any]:
     cpu_percent = (bench.worker_cpu_seconds() - cpu) / seconds * 100
     time.sleep(0.5)
     after = rss_mib(worker.pid)
-    check_outcomes(bench, warmup + tasks)
+    check_outcomes(bench, warmup + tasks, FRONT_DOORS[QUEUE_CLASS])
     return {
         "rate": tasks / seconds,
         "worker_cpu_percent": cpu_percent,
@@ -557,7 +670,11 @@ class Target:
         if figure is None:
             return f"{bound}: no figure"
         met = figure >= self.value if self.at_least else figure <= self.value
-        return f"{bound}: {'MET' if met else 'MISSED'} ({figure / self.value:.2f}x)"
+        verdict = f"{bound}: {'MET' if met else 'MISSED'}"
+        return verdict if unit == RATIO else f"{verdict} ({figure / self.value:.2f}x)"
+
+
+WITHIN_20_PERCENT = Target(0.8, True)  # of the queue-class figure of the same run
 
 
 @dataclass(frozen=True)
@@ -568,22 +685,34 @@ class Row:
     unit: str
     targets: dict[str, Target] = field(default_factory=dict)
     summary: bool = True  # shown in the closing markdown table
+    relative_to: str | None = None  # a step: the figure divided by that step's, same field, run and database
 
 
 @dataclass
 class Results:
-    figures: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+    # (database, step) -> run -> result
+    figures: dict[tuple[str, str], dict[str, dict[str, Any]]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
-    def add(self, database: str, step: str, where: str, result: dict[str, Any]) -> None:
+    def add(self, database: str, step: str, run: str, result: dict[str, Any]) -> None:
+        where = f"{database} {step} ({run})"
         self.problems.extend(f"{where}: {problem}" for problem in result.pop("problems", []))
         if "error" in result:
             self.problems.append(f"{where}: ERROR {result['error']}")
         else:
-            self.figures.setdefault((database, step), []).append(result)
+            self.figures.setdefault((database, step), {})[run] = result
 
     def values(self, database: str, row: Row) -> list[float]:
-        return [run[row.field] for run in self.figures.get((database, row.key), []) if row.field in run]
+        """The row's figure of each run, in run order (only runs where every figure it needs exists)."""
+        runs = self.figures.get((database, row.key), {})
+        if row.relative_to is None:
+            return [result[row.field] for result in runs.values() if row.field in result]
+        bases = self.figures.get((database, row.relative_to), {})
+        return [
+            result[row.field] / bases[run][row.field]
+            for run, result in runs.items()
+            if row.field in result and bases.get(run, {}).get(row.field)
+        ]
 
     def median(self, database: str, row: Row) -> float | None:
         values = self.values(database, row)
@@ -607,11 +736,19 @@ def make_plan(args: argparse.Namespace) -> Plan:
 
 
 def run_steps(plan: Plan) -> list[Step]:
+    """One run's measurements. The front doors' one-worker drains follow the queue classes' closely,
+    so that the ratios between them compare like with like."""
     drain = drain_timeout(plan.tasks) + 90
+    single = {"count": plan.single_enqueues, "budget": plan.single_budget}
     return [
-        Step("enqueue", "enqueue", {"count": plan.single_enqueues, "budget": plan.single_budget}, 120),
+        Step("enqueue", "enqueue", single, 120),
+        *(Step(f"enqueue-{door.kind}", "enqueue", single | {"front": door.kind}, 120) for door in OTHER_FRONT_DOORS),
         Step("bulk", "bulk", {"tasks": plan.tasks}, 120),
         Step("drain-1", "drain", {"tasks": plan.tasks, "workers": 1}, drain),
+        *(
+            Step(f"drain-1-{door.kind}", "drain", {"tasks": plan.tasks, "workers": 1, "front": door.kind}, drain)
+            for door in OTHER_FRONT_DOORS
+        ),
         Step("drain-2", "drain", {"tasks": plan.tasks, "workers": 2}, drain),
         Step("drain-1-r0", "drain", {"tasks": plan.tasks, "workers": 1, "retention": False}, drain),
         Step(
@@ -638,6 +775,15 @@ def run_rows(plan: Plan) -> list[Row]:
         Row(
             "Enqueue, add_task one per transaction (tasks/s)", "enqueue", "rate", "/s", {POSTGRES: Target(3_000, True)}
         ),
+        *(
+            Row(
+                f"  {door.label}: {door.single_call} one per transaction (tasks/s)",
+                f"enqueue-{door.kind}",
+                "rate",
+                "/s",
+            )
+            for door in OTHER_FRONT_DOORS
+        ),
         Row(f"Enqueue, bulk add_tasks of {n} (tasks/s)", "bulk", "rate", "/s", {POSTGRES: Target(50_000, True)}),
         Row(
             f"Drain {n}, 1 worker process (tasks/s)",
@@ -646,6 +792,7 @@ def run_rows(plan: Plan) -> list[Row]:
             "/s",
             {SQLITE: Target(20_000, True), POSTGRES: Target(10_000, True)},
         ),
+        *(row for door in OTHER_FRONT_DOORS for row in front_door_drain_rows(door, n)),
         Row(f"Drain {n}, 2 worker processes (tasks/s)", "drain-2", "rate", "/s"),
         Row(f"Drain {n}, 1 worker, RESULT_RETENTION=0 (tasks/s)", "drain-1-r0", "rate", "/s"),
         Row("  1 worker: first task started after commit (ms)", "drain-1", "first_pickup_ms", "ms", summary=False),
@@ -656,6 +803,24 @@ def run_rows(plan: Plan) -> list[Row]:
         Row("Pickup latency of an idle worker, p50 (ms)", "pickup", "p50_ms", "ms", {POSTGRES: Target(5, False)}),
         Row("Pickup latency of an idle worker, p99 (ms)", "pickup", "p99_ms", "ms", {POSTGRES: Target(20, False)}),
         Row("  pickup samples per run", "pickup", "samples", "n", summary=False),
+    ]
+
+
+def front_door_drain_rows(door: FrontDoor, n: str) -> list[Row]:
+    """A front door's one-worker drain, and its ratios to the queue classes' drain of the same run."""
+    key = f"drain-1-{door.kind}"
+    within = {SQLITE: WITHIN_20_PERCENT, POSTGRES: WITHIN_20_PERCENT}
+    return [
+        Row(f"Drain {n}, 1 worker process, {door.label} (tasks/s)", key, "rate", "/s"),
+        Row(f"  {door.label} / queue classes, same run (ratio)", key, "rate", RATIO, within, relative_to="drain-1"),
+        Row(
+            f"  {door.label} / queue classes, first start to last finish",
+            key,
+            "steady_rate",
+            RATIO,
+            summary=False,
+            relative_to="drain-1",
+        ),
     ]
 
 
@@ -805,21 +970,23 @@ def measure_all(plan: Plan, databases: list[Database], log_dir: Path) -> Results
             result = run_child(database, step, log_dir)
             shown = ", ".join(f"{key}={value:,.1f}" for key, value in result.items() if isinstance(value, float))
             outcome = shown or (result.get("error") or "no figures").splitlines()[0]
-            progress(f"[{label}] {database.label:<10} {step.key:<11} {outcome}  ({time.monotonic() - started:.0f}s)")
-            results.add(database.label, step.key, f"{database.label} {step.key} ({label})", result)
+            progress(f"[{label}] {database.label:<10} {step.key:<14} {outcome}  ({time.monotonic() - started:.0f}s)")
+            results.add(database.label, step.key, label, result)
     return results
 
 
 def number(value: float | None, unit: str) -> str:
     if value is None:
         return "-"
+    if unit == RATIO:
+        return f"{value:.2f}"
     return f"{value:,.0f}" if unit == "n" or abs(value) >= 100 else f"{value:.1f}"
 
 
 def table_cells(row: Row, results: Results) -> list[str]:
     """Label, SQLite, PostgreSQL, PG/SQLite, SQLite target, PostgreSQL target."""
     sqlite, pg = (results.median(database, row) for database in (SQLITE, POSTGRES))
-    comparable = sqlite is not None and pg is not None and sqlite > 0 and pg > 0 and row.unit != "n"
+    comparable = sqlite is not None and pg is not None and sqlite > 0 and pg > 0 and row.unit not in ("n", RATIO)
     ratio = f"{pg / sqlite:.3g}x" if comparable else "-"
     targets = [
         row.targets[database].cell(results.median(database, row), row.unit) if database in row.targets else ""
@@ -863,6 +1030,12 @@ NOTES = """\
   call_command with settings.TASKQUEUE set in-process. Pickup latency: add_task() returned (committed)
   -> process() started. Ratios: PostgreSQL/SQLite, and figure/target. A negative "first task started"
   means the worker stamped its claim before waiting for SQLite's write lock, held by the insert.
+  Front doors: drains not labelled otherwise are of queue-class (BaseQueue) no-op tasks. The django.tasks
+  and Celery-style drains are measured the same way, right after the queue classes' drain of each run,
+  with the same worker command; their bulk inserts are the backend's enqueue_all(), and for the
+  Celery-style API (no bulk call) the engine's enqueue_many() storing what delay() stores. Their ratios
+  (figure / queue-class figure, same run and database; medians of the per-run ratios) must be >= 0.80:
+  within 20% of the queue classes. Single enqueues through them are informational.
 """
 
 

@@ -19,9 +19,11 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 
+from taskqueue import recurring
 from taskqueue.control import QueueInfo
 from taskqueue.engine import operations
-from taskqueue.models import PausedQueue, Status, Task, WorkerProcess
+from taskqueue.exceptions import TaskQueueError
+from taskqueue.models import PausedQueue, RecurringTask, Status, Task, WorkerProcess
 
 RECENT = timedelta(hours=24)
 
@@ -262,3 +264,49 @@ class PausedQueueAdmin(admin.ModelAdmin):
     @admin.display(description="oldest due task waiting")
     def latency(self, paused: PausedQueue) -> str:
         return f"{QueueInfo(paused.name).latency.total_seconds():.0f} s"
+
+
+@admin.register(RecurringTask)
+class RecurringTaskAdmin(admin.ModelAdmin):
+    list_display = ("key", "task_path", "schedule", "timezone", "enabled", "next_run", "last_run_at", "static")
+    list_filter = ("enabled", "static")
+    search_fields = ("key", "task_path", "description")
+    actions = ("enable", "disable", "run_now")
+    readonly_fields = ("static", "created_at", "last_run_at", "next_run")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: RecurringTask | None = None) -> tuple[str, ...]:
+        if obj is not None and obj.static:
+            # Settings define it: change it there. Only switching it on and off is done here.
+            return (*tuple(f.name for f in RecurringTask._meta.fields if f.name not in ("id", "enabled")), "next_run")
+        return self.readonly_fields
+
+    def save_model(self, request: HttpRequest, obj: RecurringTask, form: Any, change: bool) -> None:
+        try:
+            recurring.validate({field: getattr(obj, field) for field in recurring.FIELDS})
+        except TaskQueueError as error:
+            self.message_user(request, f"Not saved: {error}", messages.ERROR)
+            return
+        obj.created_at = obj.created_at or timezone.now()
+        super().save_model(request, obj, form, change)
+
+    @admin.display(description="next run")
+    def next_run(self, task: RecurringTask) -> str:
+        if not task.enabled:
+            return "disabled"
+        try:
+            return recurring.Schedule.parse(task.schedule, task.timezone).next_tick(timezone.now()).isoformat()
+        except TaskQueueError as error:
+            return str(error)
+
+    @admin.action(description="Enable selected recurring tasks")
+    def enable(self, request: HttpRequest, queryset: QuerySet[RecurringTask]) -> None:
+        self.message_user(request, f"{queryset.update(enabled=True)} enabled.", messages.SUCCESS)
+
+    @admin.action(description="Disable selected recurring tasks")
+    def disable(self, request: HttpRequest, queryset: QuerySet[RecurringTask]) -> None:
+        self.message_user(request, f"{queryset.update(enabled=False)} disabled.", messages.SUCCESS)
+
+    @admin.action(description="Run selected recurring tasks now")
+    def run_now(self, request: HttpRequest, queryset: QuerySet[RecurringTask]) -> None:
+        ids = [recurring.run_now(task) for task in queryset]
+        self.message_user(request, f"Enqueued task(s) {', '.join(map(str, ids))}.", messages.SUCCESS)

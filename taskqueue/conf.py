@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from django.conf import settings
@@ -47,6 +47,10 @@ class EngineSettings:
     RESULT_RETENTION: float = 86400.0
     # Wake idle workers through PostgreSQL LISTEN/NOTIFY (polling stays the correctness path).
     LISTEN_NOTIFY: bool = True
+    # Static recurring tasks: {key: {"task_path": ..., "schedule": "0 3 * * *", "timezone": ..., ...}}.
+    RECURRING: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # How often a worker's scheduler looks for due recurring tasks.
+    SCHEDULER_INTERVAL: float = 1.0
 
 
 BACKEND_PATH = "taskqueue.backend.DatabaseBackend"
@@ -96,7 +100,7 @@ def worker_group(entry: dict[str, Any] | WorkerGroupConfig) -> WorkerGroupConfig
 
 
 def validate(engine: EngineSettings) -> None:
-    positive = ("BATCH_SIZE", "HEARTBEAT_INTERVAL", "WORKER_DEAD_AFTER")
+    positive = ("BATCH_SIZE", "HEARTBEAT_INTERVAL", "WORKER_DEAD_AFTER", "SCHEDULER_INTERVAL")
     for name in positive:
         value = getattr(engine, name)
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
@@ -107,6 +111,11 @@ def validate(engine: EngineSettings) -> None:
             raise ValueError(f"TASKQUEUE[{name!r}] must be zero or more, got {value!r}.")
     if engine.WORKER_DEAD_AFTER < 3 * engine.HEARTBEAT_INTERVAL:
         raise ValueError("TASKQUEUE['WORKER_DEAD_AFTER'] must be at least three HEARTBEAT_INTERVALs.")
+    if not isinstance(engine.RECURRING, dict):
+        raise ValueError("TASKQUEUE['RECURRING'] must be a dict of recurring task definitions by key.")
+    for key, definition in engine.RECURRING.items():
+        if not isinstance(definition, dict) or not {"task_path", "schedule"} <= set(definition):
+            raise ValueError(f"TASKQUEUE['RECURRING'][{key!r}] needs at least 'task_path' and 'schedule'.")
     for group in engine.WORKERS:
         if not isinstance(group.num_threads, int) or group.num_threads < 1:
             raise ValueError(f"Worker group {group.name!r}: num_threads must be 1 or more.")

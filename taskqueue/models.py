@@ -127,3 +127,40 @@ class PausedQueue(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class RecurringTask(models.Model):
+    """A task enqueued on a cron schedule, from settings (static) or created at run time (dynamic)."""
+
+    key = models.CharField(max_length=100, unique=True)
+    task_path = models.CharField(max_length=255, help_text="Queue class, django.tasks task or @shared_task.")
+    schedule = models.CharField(max_length=100, help_text="Cron: 5 fields, or 6 with seconds last.")
+    timezone = models.CharField(max_length=64, default="UTC")
+    args = models.JSONField(default=list, blank=True, help_text="Positional arguments (a queue class gets the first).")
+    kwargs = models.JSONField(default=dict, blank=True)
+    queue_name = models.CharField(max_length=100, blank=True, default="", help_text="Empty: the task's own.")
+    priority = models.SmallIntegerField(null=True, blank=True, help_text="Empty: the task's own.")
+    description = models.TextField(blank=True, default="")
+    enabled = models.BooleanField(default=True)
+    static = models.BooleanField(default=False, help_text="Defined in settings (changes there win).")
+    created_at = models.DateTimeField()
+    last_run_at = models.DateTimeField(null=True, blank=True, help_text="The last tick enqueued.")
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class RecurringRun(models.Model):
+    """One tick of a recurring task. Unique per tick: however many schedulers run, one enqueues it."""
+
+    recurring = models.ForeignKey(RecurringTask, on_delete=models.CASCADE, related_name="runs")
+    scheduled_at = models.DateTimeField()
+    task_id = models.BigIntegerField(help_text="The task this tick enqueued.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint("recurring", "scheduled_at", name="taskqueue_one_run_per_tick"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.recurring_id} at {self.scheduled_at.isoformat()}"

@@ -163,8 +163,16 @@ class Worker(threading.Thread):
 class WorkerGroup(threading.Thread):
     """The worker threads of one process, plus the process's heartbeat, recovery and wake-ups."""
 
-    def __init__(self, workers: Sequence[Worker], name: str = "taskqueue", settings: EngineSettings | None = None):
+    def __init__(
+        self,
+        workers: Sequence[Worker],
+        name: str = "taskqueue",
+        settings: EngineSettings | None = None,
+        schedule: bool = True,
+    ) -> None:
+        """`schedule`: also run the scheduler of recurring tasks in this process."""
         super().__init__(name=f"{name}-group", daemon=True)
+        self.schedule = schedule
         self.workers = list(workers)
         self.label = name
         self.engine = settings or load_settings()
@@ -212,6 +220,10 @@ class WorkerGroup(threading.Thread):
         )
         for worker in self.workers:
             worker.start()
+        if self.schedule:
+            from taskqueue.worker.scheduler import Scheduler
+
+            Scheduler(self.engine, self.stopping).start()
         self.started_up.set()
         self._keep_alive(alive)
         deadline = time.monotonic() + self.engine.SHUTDOWN_TIMEOUT

@@ -27,7 +27,7 @@ def test_an_operator_retries_a_failed_task_from_the_admin(page, live_server, wor
     page.get_by_label("Username").fill("operator")
     page.get_by_label("Password").fill("correct horse battery")
     page.get_by_role("button", name="Log in").click()
-    page.get_by_role("link", name="Tasks").click()
+    page.get_by_role("link", name="Tasks", exact=True).click()
     page.get_by_role("link", name=re.compile(r"^Failed \(1\)$")).click()
     page.get_by_role("link", name="tests.taskqueue.sample_queues.NeedsFixQueue").click()
     expect(page.locator(".taskqueue-error")).to_contain_text("FileNotFoundError")

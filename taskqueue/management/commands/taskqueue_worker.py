@@ -36,6 +36,9 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int, help="Most tasks a thread claims at once.")
         parser.add_argument("-l", "--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper)
         parser.add_argument("-n", "--name", help="Worker name shown in the admin and logs.")
+        role = parser.add_mutually_exclusive_group()
+        role.add_argument("--only-work", action="store_true", help="Run tasks; leave recurring tasks to others.")
+        role.add_argument("--only-schedule", action="store_true", help="Enqueue recurring tasks; run none.")
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["log_level"]:
@@ -63,7 +66,9 @@ class Command(BaseCommand):
             for group in groups
             for index in range(group.num_threads)
         ]
-        run_until_signalled(WorkerGroup(workers, name=name, settings=engine))
+        if options["only_schedule"]:
+            workers = []
+        run_until_signalled(WorkerGroup(workers, name=name, settings=engine, schedule=not options["only_work"]))
 
     def groups(self, configured: tuple[WorkerGroupConfig, ...], options: dict[str, Any]) -> list[WorkerGroupConfig]:
         if not (options["queues"] or options["threads"] or options["interval"]):
