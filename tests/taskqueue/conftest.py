@@ -83,16 +83,17 @@ class WorkerProcesses:
         self.started: list[subprocess.Popen[bytes]] = []
 
     def start(self, *args: str, **env: str) -> subprocess.Popen[bytes]:
-        log = open(self.log_dir / f"worker-{len(self.started)}.log", "wb")  # noqa: SIM115 - closed with the process
-        process = subprocess.Popen(
-            [sys.executable, "manage.py", "taskqueue_worker", *args],
-            cwd=PROJECT,
-            env=self.env | env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: children of a supervisor end with it
-        )
-        process.log_path = log.name  # type: ignore[attr-defined]
+        log_path = self.log_dir / f"worker-{len(self.started)}.log"
+        with open(log_path, "wb") as log:  # the child writes through its own copy of the descriptor
+            process = subprocess.Popen(
+                [sys.executable, "manage.py", "taskqueue_worker", *args],
+                cwd=PROJECT,
+                env=self.env | env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: children of a supervisor end with it
+            )
+        process.log_path = log_path  # type: ignore[attr-defined]
         self.started.append(process)
         return process
 
