@@ -445,10 +445,12 @@ def measure_drain(
     cpu = bench.worker_cpu_seconds()
     committed, committed_wall = enqueue_committed(tasks, front)
     seconds = wait_drained(bench, drain_timeout(tasks)) - committed
+    cpu = bench.worker_cpu_seconds() - cpu
     result: dict[str, Any] = {
         "rate": tasks / seconds,
         "seconds": seconds,
-        "worker_cpu_percent": (bench.worker_cpu_seconds() - cpu) / seconds * 100,
+        "worker_cpu_percent": cpu / seconds * 100,
+        "worker_cpu_us_per_task": cpu / tasks * 1e6,
     }
     if retention:
         span = Task.objects.aggregate(first=Min("started_at"), last=Max("finished_at"))
@@ -799,6 +801,7 @@ def run_rows(plan: Plan) -> list[Row]:
         Row("  1 worker: first start to last finish (tasks/s)", "drain-1", "steady_rate", "/s", summary=False),
         Row("  2 workers: first start to last finish (tasks/s)", "drain-2", "steady_rate", "/s", summary=False),
         Row("  1 worker: its CPU while draining (% of a core)", "drain-1", "worker_cpu_percent", "%", summary=False),
+        Row("  1 worker: its CPU per task (us)", "drain-1", "worker_cpu_us_per_task", "us", summary=False),
         Row("  2 workers: their CPU while draining (% of a core)", "drain-2", "worker_cpu_percent", "%", summary=False),
         Row("Pickup latency of an idle worker, p50 (ms)", "pickup", "p50_ms", "ms", {POSTGRES: Target(5, False)}),
         Row("Pickup latency of an idle worker, p99 (ms)", "pickup", "p99_ms", "ms", {POSTGRES: Target(20, False)}),
@@ -821,6 +824,7 @@ def front_door_drain_rows(door: FrontDoor, n: str) -> list[Row]:
             summary=False,
             relative_to="drain-1",
         ),
+        Row(f"  {door.label}: the worker's CPU per task (us)", key, "worker_cpu_us_per_task", "us", summary=False),
     ]
 
 
@@ -1009,7 +1013,7 @@ def render_text(headers: list[str], cells: list[list[str]]) -> str:
 
 def render_markdown(headers: list[str], cells: list[list[str]]) -> str:
     align = ["---" if column in (0, 4, 5) else "---:" for column in range(len(headers))]
-    return "\n".join(f"| {' | '.join(values)} |" for values in [headers, align, *cells])
+    return "\n".join(f"| {' | '.join(value.strip() for value in values)} |" for values in [headers, align, *cells])
 
 
 def per_run_lines(rows: list[Row], results: Results, databases: list[Database]) -> Iterator[str]:

@@ -8,13 +8,14 @@ from django.db.models import Q
 
 class Status(models.TextChoices):
     READY = "ready", "Ready"  # waiting; "scheduled" when run_at is in the future
+    BLOCKED = "blocked", "Blocked"  # waiting for a concurrency slot
     RUNNING = "running", "Running"  # claimed by a worker process
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
     CANCELLED = "cancelled", "Cancelled"
 
 
-UNFINISHED = (Status.READY, Status.RUNNING)
+UNFINISHED = (Status.READY, Status.RUNNING, Status.BLOCKED)
 FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
 
 
@@ -51,6 +52,10 @@ class Task(models.Model):
     worker = models.CharField(max_length=255, blank=True, db_default="", help_text="The worker of the last attempt.")
     cancel_requested = models.BooleanField(default=False, help_text="Asked to stop while running.")
 
+    concurrency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001 - NULL: no limit
+    concurrency_limit = models.PositiveSmallIntegerField(null=True, blank=True)
+    concurrency_duration = models.FloatField(null=True, blank=True, help_text="Seconds a slot is held at most.")
+
     return_value = models.JSONField(null=True, blank=True)
     errors = models.JSONField(default=list, blank=True, help_text="One entry per failed or abandoned attempt.")
 
@@ -74,6 +79,12 @@ class Task(models.Model):
                 condition=Q(status=Status.READY),
             ),
             models.Index("claimed_by", name="taskqueue_running", condition=Q(status=Status.RUNNING)),
+            # Slots in use and blocked tasks, per concurrency key.
+            models.Index(
+                fields=["concurrency_key", "status"],
+                name="taskqueue_concurrency",
+                condition=Q(concurrency_key__isnull=False, status__in=UNFINISHED),
+            ),
             # Pruning and the admin's counts of finished tasks. Partial, so the planner can never
             # mistake it for a way to find ready tasks (it did, on stale statistics).
             models.Index(fields=["status", "finished_at"], name="taskqueue_finished", condition=Q(status__in=FINISHED)),
@@ -164,3 +175,12 @@ class RecurringRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.recurring_id} at {self.scheduled_at.isoformat()}"
+
+
+class ConcurrencyKey(models.Model):
+    """A lock row per concurrency key: admitting and promoting tasks of a key take turns on it."""
+
+    key = models.CharField(max_length=255, unique=True)
+
+    def __str__(self) -> str:
+        return self.key

@@ -29,6 +29,7 @@ class ClaimedTask:
     # As the database returned them (SQLite: text); read through `times()`, which few tasks need.
     raw_enqueued_at: Any = None
     raw_started_at: Any = None
+    concurrency_key: str | None = None
 
     def times(self) -> tuple[datetime, datetime]:
         """When the task was enqueued and when this attempt was claimed."""

@@ -10,7 +10,8 @@ TABLE = Task._meta.db_table
 PAUSED_TABLE = PausedQueue._meta.db_table
 CLAIM_ORDER = "priority DESC, run_at, id"
 CLAIMED_COLUMNS = (
-    "id, kind, task_path, queue_name, payload, note, priority, attempts, max_attempts, errors, enqueued_at, started_at"
+    "id, kind, task_path, queue_name, payload, note, priority, attempts, max_attempts, errors, enqueued_at, "
+    "started_at, concurrency_key"
 )
 
 

@@ -14,14 +14,17 @@ from typing import Any
 from django.db import IntegrityError, connections, router, transaction
 from django.utils import timezone
 
+from taskqueue.engine import concurrency
+from taskqueue.engine.concurrency import Concurrency
 from taskqueue.engine.dialect import TABLE
 from taskqueue.exceptions import DupeKeyExc
 from taskqueue.models import Status, Task
 
-# The columns a new task is given, in statement order; the last four are the same for every new task.
+# The columns a new task is given, in statement order; the last three are the same for every new task.
 COLUMNS = (
     "kind", "task_path", "queue_name", "payload", "note", "priority", "status", "dupe_key", "enqueued_at", "run_at",
-    "max_attempts", "retry_abandoned", "attempts", "abandoned", "cancel_requested", "errors",
+    "max_attempts", "retry_abandoned", "concurrency_key", "concurrency_limit", "concurrency_duration",
+    "finished_at", "errors", "attempts", "abandoned", "cancel_requested",
 )  # fmt: skip
 # Rows per INSERT statement: well under SQLite's limit of 32,766 parameters.
 ROWS_PER_STATEMENT = 2000
@@ -41,6 +44,7 @@ class TaskSpec:
     dupe_key: str | None = None
     max_attempts: int = 3
     retry_abandoned: bool = True
+    concurrency: Concurrency | None = None
 
 
 def database_for_write() -> str:
@@ -50,13 +54,16 @@ def database_for_write() -> str:
 def enqueue(spec: TaskSpec) -> int:
     """Store one task and return its id. It commits with the caller's transaction, if there is one."""
     using = database_for_write()
-    if spec.dupe_key is None:
+    if spec.dupe_key is None and spec.concurrency is None:
         return _insert(using, [spec])[0]
     try:
-        # A savepoint, so a duplicate leaves the caller's transaction usable.
+        # A savepoint: a duplicate leaves the caller's transaction usable; a concurrency check and
+        # the insert it decides commit together.
         with transaction.atomic(using=using):
             return _insert(using, [spec])[0]
     except IntegrityError as error:
+        if spec.dupe_key is None:
+            raise
         raise DupeKeyExc(
             f"Queue {spec.queue_name!r} already has an unfinished task with dupe key {spec.dupe_key!r}."
         ) from error
@@ -68,8 +75,13 @@ def enqueue_many(specs: list[TaskSpec]) -> list[int]:
     ids: list[int] = []
     try:
         with transaction.atomic(using=using):
-            for start in range(0, len(specs), ROWS_PER_STATEMENT):
-                ids.extend(_insert(using, specs[start : start + ROWS_PER_STATEMENT]))
+            if any(spec.concurrency for spec in specs):
+                # Each admission must see the tasks admitted before it.
+                for spec in specs:
+                    ids.extend(_insert(using, [spec]))
+            else:
+                for start in range(0, len(specs), ROWS_PER_STATEMENT):
+                    ids.extend(_insert(using, specs[start : start + ROWS_PER_STATEMENT]))
     except IntegrityError as error:
         raise DupeKeyExc(f"A task in the batch has a dupe key already in use: {error}") from error
     return ids
@@ -78,21 +90,32 @@ def enqueue_many(specs: list[TaskSpec]) -> list[int]:
 def _insert(using: str, specs: list[TaskSpec]) -> list[int]:
     connection = connections[using]
     adapt = connection.ops.adapt_datetimefield_value
-    now = adapt(timezone.now())
-    rows = [
-        (
-            spec.kind, spec.task_path, spec.queue_name, json.dumps(spec.payload), spec.note, spec.priority,
-            Status.READY.value, spec.dupe_key, now, now if spec.run_at is None else adapt(spec.run_at),
-            spec.max_attempts, spec.retry_abandoned,
-        )
-        for spec in specs
-    ]  # fmt: skip
+    moment = timezone.now()
+    now = adapt(moment)
+    rows = [_row(using, spec, moment, now, adapt) for spec in specs]
     if connection.vendor == "postgresql":
         return _insert_postgresql(connection, rows)
     with connection.cursor() as cursor:
         values = ", ".join([SQLITE_ROW] * len(rows))
         cursor.execute(f"{INSERT} VALUES {values} RETURNING id", [value for row in rows for value in row])
         return [row[0] for row in cursor.fetchall()]
+
+
+def _row(using: str, spec: TaskSpec, moment: datetime, now: Any, adapt: Any) -> tuple[Any, ...]:
+    status, finished_at, errors = Status.READY.value, None, "[]"
+    limit = spec.concurrency
+    if limit is not None:
+        status = concurrency.admit(using, limit, moment)
+        if status == Status.CANCELLED:
+            finished_at = now
+            reason = {"exc_class": "taskqueue.ConcurrencyLimit", "message": concurrency.discarded_note(limit)}
+            errors = json.dumps([{**reason, "attempt": 0, "at": moment.isoformat(), "worker": "", "traceback": "",
+                                  "abandoned": False}])  # fmt: skip
+    return (
+        spec.kind, spec.task_path, spec.queue_name, json.dumps(spec.payload), spec.note, spec.priority, status,
+        spec.dupe_key, now, now if spec.run_at is None else adapt(spec.run_at), spec.max_attempts,
+        spec.retry_abandoned, limit and limit.key, limit and limit.limit, limit and limit.duration, finished_at, errors,
+    )  # fmt: skip
 
 
 def _insert_postgresql(connection: Any, rows: list[tuple[Any, ...]]) -> list[int]:
@@ -109,16 +132,20 @@ def _insert_postgresql(connection: Any, rows: list[tuple[Any, ...]]) -> list[int
 
 
 INSERT = f"INSERT INTO {TABLE} ({', '.join(COLUMNS)})"
-SQLITE_ROW = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 0, 0, 0, '[]')"
+SQLITE_ROW = f"({', '.join(['%s'] * 17)}, 0, 0, 0)"
 POSTGRESQL_INSERT_ONE = (
-    f"{INSERT} VALUES (%b, %b, %b, %b::jsonb, %b, %b, %b, %b, %b, %b, %b, %b, 0, FALSE, FALSE, '[]'::jsonb) "
+    f"{INSERT} VALUES (%b, %b, %b, %b::jsonb, %b, %b, %b, %b, %b, %b, %b, %b, %b, %b, %b, %b, %b::jsonb, "
+    "0, FALSE, FALSE) "
     "RETURNING id"
 )
 POSTGRESQL_INSERT_MANY = (
     f"{INSERT} SELECT kind, task_path, queue_name, payload::jsonb, note, priority, status, dupe_key, enqueued_at, "
-    "run_at, max_attempts, retry_abandoned, 0, FALSE, FALSE, '[]'::jsonb FROM unnest("
+    "run_at, max_attempts, retry_abandoned, concurrency_key, concurrency_limit, concurrency_duration, finished_at, "
+    "errors::jsonb, 0, FALSE, FALSE FROM unnest("
     "%b::varchar[], %b::varchar[], %b::varchar[], %b::text[], %b::text[], %b::smallint[], %b::varchar[], "
-    "%b::varchar[], %b::timestamptz[], %b::timestamptz[], %b::integer[], %b::boolean[]) WITH ORDINALITY AS "
+    "%b::varchar[], %b::timestamptz[], %b::timestamptz[], %b::integer[], %b::boolean[], %b::varchar[], "
+    "%b::smallint[], %b::float8[], %b::timestamptz[], %b::text[]) WITH ORDINALITY AS "
     "new (kind, task_path, queue_name, payload, note, priority, status, dupe_key, enqueued_at, run_at, "
-    "max_attempts, retry_abandoned, position) ORDER BY position RETURNING id"
+    "max_attempts, retry_abandoned, concurrency_key, concurrency_limit, concurrency_duration, finished_at, "
+    "errors, position) ORDER BY position RETURNING id"
 )

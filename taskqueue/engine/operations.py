@@ -6,8 +6,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.db import router
+from django.db.models import Case, Value, When
 from django.utils import timezone
 
+from taskqueue.engine import concurrency
 from taskqueue.models import Status, Task
 
 RETRYABLE = (Status.FAILED, Status.CANCELLED, Status.SUCCEEDED)
@@ -22,24 +24,26 @@ class Result:
 def retry(task_ids: Iterable[int]) -> Result:
     """Make finished tasks ready to run now, with a fresh set of attempts. Running or waiting ones are refused.
 
-    Their errors stay, for the record; on PostgreSQL the update wakes an idle worker at once.
+    Their errors stay, for the record; on PostgreSQL the update wakes an idle worker at once. A task
+    under a concurrency limit waits for a slot like a new one.
     """
     ids = list(task_ids)
     using = router.db_for_write(Task)
-    done = (
-        Task.objects.using(using)
-        .filter(pk__in=ids, status__in=RETRYABLE)
-        .update(
-            status=Status.READY,
-            run_at=timezone.now(),
-            attempts=0,
-            claimed_by=None,
-            finished_at=None,
-            started_at=None,
-            return_value=None,
-            cancel_requested=False,
-        )
+    now = timezone.now()
+    retryable = Task.objects.using(using).filter(pk__in=ids, status__in=RETRYABLE)
+    keys = set(retryable.exclude(concurrency_key=None).values_list("concurrency_key", flat=True))
+    done = retryable.update(
+        status=Case(When(concurrency_key=None, then=Value(Status.READY)), default=Value(Status.BLOCKED)),
+        run_at=now,
+        attempts=0,
+        claimed_by=None,
+        finished_at=None,
+        started_at=None,
+        return_value=None,
+        cancel_requested=False,
     )
+    for key in keys:
+        concurrency.promote(using, key, now)
     return Result(done=done, refused=len(ids) - done)
 
 
@@ -49,6 +53,11 @@ def cancel(task_ids: Iterable[int]) -> Result:
     ids = list(task_ids)
     using = router.db_for_write(Task)
     tasks = Task.objects.using(using).filter(pk__in=ids)
-    cancelled = tasks.filter(status=Status.READY).update(status=Status.CANCELLED, finished_at=timezone.now())
+    now = timezone.now()
+    keys = set(tasks.exclude(concurrency_key=None).values_list("concurrency_key", flat=True))
+    waiting = tasks.filter(status__in=[Status.READY, Status.BLOCKED])
+    cancelled = waiting.update(status=Status.CANCELLED, finished_at=now)
     stopping = tasks.filter(status=Status.RUNNING).update(cancel_requested=True)
+    for key in keys:
+        concurrency.promote(using, key, now)
     return Result(done=cancelled + stopping, refused=len(ids) - cancelled - stopping)

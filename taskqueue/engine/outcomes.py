@@ -17,6 +17,7 @@ from typing import Any
 from django.db import connections, transaction
 from django.utils import timezone
 
+from taskqueue.engine import concurrency
 from taskqueue.engine.claim import ClaimedTask
 from taskqueue.engine.dialect import TABLE, Dialect
 from taskqueue.models import Status
@@ -128,6 +129,9 @@ class Recorder:
             for outcome in self.pending:
                 if not isinstance(outcome, Succeeded):
                     writer.one(cursor, outcome)
+            # Slots freed by finished tasks go to blocked tasks of their keys, in the same transaction.
+            for key in {o.task.concurrency_key for o in self.pending if o.task.concurrency_key and _final(o)}:
+                concurrency.promote(self.using, key, writer.now)
         written, self.pending = self.pending, []
         for outcome in written:
             if outcome.after_write is not None:
@@ -135,6 +139,10 @@ class Recorder:
                     outcome.after_write(writer.now)
                 except Exception:
                     logger.exception("after-write hook of task %s failed", outcome.task.id)
+
+
+def _final(outcome: Outcome) -> bool:
+    return not isinstance(outcome, RetryLater)
 
 
 class _Writer:

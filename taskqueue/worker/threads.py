@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from taskqueue.conf import EngineSettings, load_settings
-from taskqueue.engine import liveness
+from taskqueue.engine import concurrency, liveness
 from taskqueue.engine.claim import ClaimedTask, Claimer
 from taskqueue.engine.outcomes import Recorder, put_back
 from taskqueue.engine.running import TaskControl, run_task
@@ -243,6 +243,7 @@ class WorkerGroup(threading.Thread):
                 alive.recover()
                 held = set().union(*(worker.held() for worker in self.workers))
                 alive.release_orphans(held, older_than=ORPHAN_AFTER)
+                concurrency.sweep(self.using, timezone.now())
                 self._pass_on_cancellations(alive.cancel_requests())
                 if time.monotonic() >= next_prune and self.engine.RESULT_RETENTION > 0:
                     liveness.prune_succeeded(self.using, self.engine.RESULT_RETENTION)
