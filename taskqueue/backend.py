@@ -32,6 +32,7 @@ from django.utils.json import normalize_json
 from taskqueue.conf import load_settings
 from taskqueue.engine import executors
 from taskqueue.engine.claim import ClaimedTask
+from taskqueue.engine.concurrency import Concurrency, ConcurrencyRule, call_arguments, concurrency_rule
 from taskqueue.engine.enqueue import TaskSpec, enqueue, enqueue_many
 from taskqueue.engine.outcomes import ErrorInfo, Failed, Outcome, RetryLater, Succeeded
 from taskqueue.engine.running import TaskControl
@@ -66,6 +67,14 @@ class RetryingTask(Task):
 
     max_attempts: int = 1
     backoff: Backoff = exponential_backoff
+    concurrency_key: str | Callable[..., str] | None = None
+    concurrency_limit: int = 1
+    concurrency_duration: float = 300.0
+    on_conflict: str = "wait"
+
+    def concurrency_rule(self) -> ConcurrencyRule | None:
+        return concurrency_rule(self.concurrency_key, self.concurrency_limit, self.concurrency_duration,
+                                self.on_conflict)  # fmt: skip
 
 
 class DatabaseBackend(BaseTaskBackend):
@@ -82,6 +91,11 @@ class DatabaseBackend(BaseTaskBackend):
             raise InvalidTask(f"max_attempts must be a whole number of 1 or more, got {max_attempts!r}.")
         if not callable(getattr(task, "backoff", exponential_backoff)):
             raise InvalidTask("backoff must be callable as backoff(exception, task_result).")
+        if isinstance(task, RetryingTask):
+            try:
+                task.concurrency_rule()
+            except ValueError as error:
+                raise InvalidTask(str(error)) from None
 
     def enqueue(self, task: Task, args: Sequence[Any], kwargs: dict[str, Any]) -> TaskResult:
         self.validate_task(task)
@@ -139,7 +153,18 @@ class DatabaseBackend(BaseTaskBackend):
             priority=task.priority,
             run_at=task.run_after,
             max_attempts=getattr(task, "max_attempts", 1),
+            concurrency=self._concurrency(task, payload["args"], payload["kwargs"]),
         )
+
+    @staticmethod
+    def _concurrency(task: Task, args: list[Any], kwargs: dict[str, Any]) -> Concurrency | None:
+        rule = task.concurrency_rule() if isinstance(task, RetryingTask) else None
+        if rule is None:
+            return None
+        try:
+            return rule.resolve(args, call_arguments(task.func, args, kwargs))
+        except ValueError as error:
+            raise InvalidTask(str(error)) from None
 
     def _ready_result(self, task: Task, result_id: str, spec: TaskSpec) -> TaskResult:
         return TaskResult(

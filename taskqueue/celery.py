@@ -29,6 +29,7 @@ from django.utils.json import normalize_json
 
 from taskqueue.engine import executors, operations
 from taskqueue.engine.claim import ClaimedTask
+from taskqueue.engine.concurrency import ConcurrencyRule, call_arguments, concurrency_rule
 from taskqueue.engine.enqueue import TaskSpec, enqueue
 from taskqueue.engine.outcomes import Cancelled, ErrorInfo, Failed, Outcome, RetryLater, Succeeded
 from taskqueue.engine.running import TaskControl
@@ -88,13 +89,21 @@ def stored(value: Any, what: str) -> Any:
 class SharedTask:
     """A function made a task by `@shared_task`; calling it still runs it right here."""
 
-    def __init__(self, func: Callable[..., Any], queue: str, priority: int, policy: RetryPolicy) -> None:
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        queue: str,
+        priority: int,
+        policy: RetryPolicy,
+        concurrency: ConcurrencyRule | None = None,
+    ) -> None:
         if "<locals>" in func.__qualname__:
             raise TaskQueueError(f"{func.__qualname__}: define tasks at module level, so workers can import them.")
         self.func = func
         self.queue = queue
         self.priority = priority
         self.policy = policy
+        self.concurrency = concurrency
         self.__doc__ = func.__doc__
 
     @property
@@ -141,6 +150,8 @@ class SharedTask:
                 priority=self.priority if priority is None else priority,
                 run_at=run_at,
                 max_attempts=self.policy.max_retries + 1,
+                concurrency=self.concurrency
+                and self.concurrency.resolve(args, call_arguments(self.func, args, kwargs)),
             )
         )
         return AsyncResult(str(task_id))
@@ -182,8 +193,13 @@ def shared_task(
     default_retry_delay: float = 180.0,
     queue: str = "default",
     priority: int = 0,
+    concurrency_key: str | Callable[..., str] | None = None,
+    concurrency_limit: int = 1,
+    concurrency_duration: float = 300.0,
+    on_conflict: str = "wait",
 ) -> Any:
-    """Make a function a task, with Celery's names for its options."""
+    """Make a function a task, with Celery's names for its options (and a concurrency limit, as
+    queue classes and django.tasks tasks have one)."""
     retry_kwargs = dict(retry_kwargs or {})
     unknown = set(retry_kwargs) - {"max_retries", "countdown"}
     if unknown:
@@ -199,8 +215,10 @@ def shared_task(
     if policy.max_retries < 0:
         raise ValueError("max_retries must be 0 or more.")
 
+    limit = concurrency_rule(concurrency_key, concurrency_limit, concurrency_duration, on_conflict)
+
     def decorate(function: Callable[..., Any]) -> SharedTask:
-        return SharedTask(function, queue=queue, priority=priority, policy=policy)
+        return SharedTask(function, queue=queue, priority=priority, policy=policy, concurrency=limit)
 
     return decorate(func) if func is not None else decorate
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from taskqueue.engine import executors
 from taskqueue.engine.claim import ClaimedTask
+from taskqueue.engine.concurrency import ConcurrencyRule, concurrency_rule, single_argument
 from taskqueue.engine.enqueue import TaskSpec, enqueue, enqueue_many
 from taskqueue.engine.outcomes import ErrorInfo, Failed, Outcome, RetryLater, Succeeded
 from taskqueue.engine.running import TaskControl
@@ -97,6 +98,14 @@ class BaseQueue[T]:
     arg_type: ClassVar[type | None] = None
     #: Store arguments with pickle. Unpickling runs code: only where no one else can write the table.
     pickle_args: ClassVar[bool] = False
+    #: A concurrency limit: a key over the argument ("account:{account_id}", or a callable taking the
+    #: argument's fields), at most `concurrency_limit` unfinished tasks per key, each slot held at most
+    #: `concurrency_duration` seconds; on conflict "wait" (blocked until a slot frees) or "discard".
+    concurrency_key: ClassVar[str | Callable[..., str] | None] = None
+    concurrency_limit: ClassVar[int] = 1
+    concurrency_duration: ClassVar[float] = 300.0
+    on_conflict: ClassVar[str] = "wait"
+    _concurrency: ClassVar[ConcurrencyRule | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -104,6 +113,8 @@ class BaseQueue[T]:
             cls.queue_name = cls.path()
         if cls.arg_type is None:
             cls.arg_type = _declared_dataclass(cls)
+        cls._concurrency = concurrency_rule(cls.concurrency_key, cls.concurrency_limit, cls.concurrency_duration,
+                                            cls.on_conflict)  # fmt: skip
 
     @classmethod
     def path(cls) -> str:
@@ -166,6 +177,7 @@ class BaseQueue[T]:
             dupe_key=dupe_key,
             max_attempts=cls.max_attempts,
             retry_abandoned=cls.retry_abandoned,
+            concurrency=cls._concurrency and cls._concurrency.resolve([], single_argument(arg)),
         )
 
     @classmethod

@@ -85,20 +85,7 @@ class Claimer:
                     break
                 cursor.execute(sql, {**filter_params, "now": stamp, "limit": wanted, "worker": self.worker_id})
                 rows = [
-                    ClaimedTask(
-                        row[0],
-                        row[1],
-                        row[2],
-                        row[3],
-                        _loads(row[4]),
-                        row[5],
-                        row[6],
-                        row[7],
-                        row[8],
-                        _loads(row[9]),
-                        row[10],
-                        row[11],
-                    )
+                    ClaimedTask(*row[:4], _loads(row[4]), *row[5:9], _loads(row[9]), *row[10:13])
                     for row in cursor.fetchall()
                 ]
                 rows.sort(key=lambda task: (-task.priority, task.id))

@@ -35,8 +35,8 @@ class Concurrency:
 
 @dataclass(frozen=True)
 class ConcurrencyRule:
-    """What a task declares: a key (a format string over its arguments, or a callable), a limit, a
-    duration in seconds, and what to do on conflict."""
+    """What a task declares: a key (a format string over its arguments, or a callable taking them by
+    name), a limit, a duration in seconds, and what to do on conflict."""
 
     key: str | Callable[..., str]
     limit: int = 1
@@ -56,10 +56,17 @@ class ConcurrencyRule:
     def resolve(self, args: list[Any], kwargs: Mapping[str, Any]) -> Concurrency:
         """The limit for one call: the key made from its arguments."""
         try:
-            key = self.key(*args, **kwargs) if callable(self.key) else self.key.format(*args, **kwargs)
+            key = self.key(**kwargs) if callable(self.key) else self.key.format(*args, **kwargs)
         except (KeyError, IndexError, AttributeError, TypeError) as error:
             raise ValueError(f"Cannot build the concurrency key {self.key!r} from the arguments: {error!r}") from None
         return Concurrency(str(key), self.limit, float(self.duration), self.on_conflict == "discard")
+
+
+def concurrency_rule(
+    key: str | Callable[..., str] | None, limit: int, duration: float, on_conflict: str
+) -> ConcurrencyRule | None:
+    """The rule a task declares, checked when it is declared; None without a key."""
+    return None if key is None else ConcurrencyRule(key, limit, duration, on_conflict)
 
 
 def call_arguments(func: Callable[..., Any], args: list[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:

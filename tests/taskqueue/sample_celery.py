@@ -56,3 +56,8 @@ def long_running(seconds: float) -> str:
 @shared_task(autoretry_for=(ConnectionError,), retry_kwargs={"max_retries": 3, "countdown": 3600})
 def retry_in_an_hour() -> None:
     raise ConnectionError("the server is down")
+
+
+@shared_task(concurrency_key=lambda order_id, **_: f"order:{order_id}", on_conflict="discard")
+def ship(order_id: int, carrier: str = "post") -> str:
+    return f"{order_id} by {carrier}"

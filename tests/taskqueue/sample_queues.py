@@ -206,3 +206,32 @@ class NeedsFixQueue(BaseQueue[str]):
             raise FileNotFoundError(f"{task_info.get_arg()} is missing")
         record(f"{task_info.id} fixed")
         return None
+
+
+class ExclusiveQueue(BaseQueue[dict]):
+    """One task per account at a time; records when each starts and ends."""
+
+    queue_name = "exclusive"
+    concurrency_key = "account:{account}"
+    concurrency_limit = 1
+    concurrency_duration = 60.0
+
+    @classmethod
+    def process(cls, task_info: TaskInfo[dict]) -> Retry | None:
+        arg = task_info.get_arg()
+        record(f"start {arg['account']} {time.time()!r} {task_info.id}")
+        time.sleep(arg.get("seconds", 0))
+        record(f"end {arg['account']} {time.time()!r} {task_info.id}")
+        return None
+
+
+class SingletonQueue(BaseQueue[None]):
+    """At most one waiting or running at a time; extra ones are discarded."""
+
+    queue_name = "singleton"
+    concurrency_key = "the-one"
+    on_conflict = "discard"
+
+    @classmethod
+    def process(cls, task_info: TaskInfo[None]) -> Retry | None:
+        return None

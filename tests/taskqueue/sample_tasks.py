@@ -75,3 +75,8 @@ def no_retry_for_value_errors(exception: BaseException, task_result: object) -> 
 def picky(path: str) -> None:
     count_runs(path)
     raise ValueError("not worth retrying")
+
+
+@task(concurrency_key="account:{account_id}", concurrency_limit=2)
+def sync_account(account_id: int, action: str) -> str:
+    return f"{account_id}:{action}"
