@@ -36,6 +36,7 @@ def state_filters(now) -> dict[str, tuple[str, Q]]:
         "running": ("Running", Q(status=Status.RUNNING)),
         "ready": ("Ready", Q(status=Status.READY, run_at__lte=now)),
         "scheduled": ("Scheduled (future)", Q(status=Status.READY, run_at__gt=now)),
+        "blocked": ("Blocked (concurrency limit)", Q(status=Status.BLOCKED)),
         "succeeded": ("Succeeded (24 h)", Q(status=Status.SUCCEEDED, finished_at__gte=now - RECENT)),
         "cancelled": ("Cancelled", Q(status=Status.CANCELLED)),
     }
@@ -102,6 +103,7 @@ class TaskAdmin(admin.ModelAdmin):
     paginator = EstimatedCountPaginator
     actions = ("retry_tasks", "cancel_tasks", "delete_selected")
     editable_when_waiting = ("priority", "run_at", "note")
+    waiting = (Status.READY, Status.BLOCKED)
     fieldsets = (
         (None, {"fields": ("task_path", "queue_name", "state", "note", "priority", "run_at")}),
         ("Arguments", {"fields": ("arguments",)}),
@@ -127,7 +129,7 @@ class TaskAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Task | None = None) -> tuple[str, ...]:
         computed = ("state", "arguments", "error_history", "result")
         stored = tuple(field.name for field in Task._meta.fields if field.name != "id")
-        if obj is not None and obj.status == Status.READY:
+        if obj is not None and obj.status in self.waiting:
             stored = tuple(name for name in stored if name not in self.editable_when_waiting)
         return computed + stored
 
@@ -136,7 +138,7 @@ class TaskAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Task | None = None) -> bool:
         """Only waiting tasks can be edited; the others are shown read-only (with their retry button)."""
-        if obj is not None and obj.status != Status.READY:
+        if obj is not None and obj.status not in self.waiting:
             return False
         return super().has_change_permission(request, obj)
 
