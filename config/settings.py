@@ -64,6 +64,12 @@ TEMPLATES = [
 # SQLite by default: WAL mode and a busy timeout, so web and worker processes share the file.
 DATABASES = {"default": env.database("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# The task queue's tables stay on "default" unless QUEUE_DATABASE_URL gives them a database of their own.
+DATABASE_ROUTERS = ["taskqueue.routers.TaskQueueRouter"]
+TASKQUEUE: dict = {}
+if os.environ.get("QUEUE_DATABASE_URL"):
+    DATABASES["queue"] = env.database("QUEUE_DATABASE_URL", default="")
+    TASKQUEUE["DATABASE"] = "queue"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.core import checks
-from django.db import router, transaction
+from django.db import DEFAULT_DB_ALIAS, transaction
 from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.base import Task, TaskContext, TaskError, TaskResult, TaskResultStatus
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
@@ -183,13 +183,13 @@ class DatabaseBackend(BaseTaskBackend):
         )
 
 
-def enqueue_on_commit(task: Task, *args: Any, **kwargs: Any) -> None:
-    """Enqueue when the current transaction of the queue's database commits (at once outside one).
+def enqueue_on_commit(task: Task, *args: Any, transaction_database: str = DEFAULT_DB_ALIAS, **kwargs: Any) -> None:
+    """Enqueue once the current transaction of `transaction_database` commits (at once outside one).
 
     For a queue kept on a database of its own: there, enqueueing cannot join the transaction that
     writes the rows the task depends on, so it waits for that transaction's commit instead.
     """
-    transaction.on_commit(lambda: task.enqueue(*args, **kwargs), using=router.db_for_write(TaskRow))
+    transaction.on_commit(lambda: task.enqueue(*args, **kwargs), using=transaction_database)
 
 
 def normalized(value: Any, what: str) -> Any:

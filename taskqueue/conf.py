@@ -51,6 +51,8 @@ class EngineSettings:
     RECURRING: dict[str, dict[str, Any]] = field(default_factory=dict)
     # How often a worker's scheduler looks for due recurring tasks.
     SCHEDULER_INTERVAL: float = 1.0
+    # The database alias the queue's tables live on (with taskqueue.routers.TaskQueueRouter).
+    DATABASE: str = "default"
 
 
 BACKEND_PATH = "taskqueue.backend.DatabaseBackend"
@@ -62,6 +64,11 @@ def backend_options() -> dict[str, Any]:
         if config.get("BACKEND") == BACKEND_PATH:
             return dict(config.get("OPTIONS") or {})
     return {}
+
+
+def database_alias() -> str:
+    """TASKQUEUE["DATABASE"] (or the backend's OPTIONS), read on every call: routers ask often, cheaply."""
+    return backend_options().get("DATABASE") or (getattr(settings, "TASKQUEUE", {}) or {}).get("DATABASE", "default")
 
 
 def load_settings(overrides: dict[str, Any] | None = None) -> EngineSettings:
@@ -111,6 +118,8 @@ def validate(engine: EngineSettings) -> None:
             raise ValueError(f"TASKQUEUE[{name!r}] must be zero or more, got {value!r}.")
     if engine.WORKER_DEAD_AFTER < 3 * engine.HEARTBEAT_INTERVAL:
         raise ValueError("TASKQUEUE['WORKER_DEAD_AFTER'] must be at least three HEARTBEAT_INTERVALs.")
+    if engine.DATABASE not in settings.DATABASES:
+        raise ValueError(f"TASKQUEUE['DATABASE'] is {engine.DATABASE!r}, which is not in DATABASES.")
     if not isinstance(engine.RECURRING, dict):
         raise ValueError("TASKQUEUE['RECURRING'] must be a dict of recurring task definitions by key.")
     for key, definition in engine.RECURRING.items():

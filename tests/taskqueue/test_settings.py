@@ -49,6 +49,7 @@ def test_overrides_win_over_settings(settings) -> None:
         ({"WORKERS": [{"threads": 2}]}, "Unknown worker group keys"),
         ({"WORKERS": [{"queues": []}]}, "selects no queue"),
         ({"BATCHSIZE": 5}, "Unknown TASKQUEUE settings: BATCHSIZE"),
+        ({"DATABASE": "elsewhere"}, "not in DATABASES"),
     ],
 )
 def test_bad_values_are_reported_by_a_system_check(settings, value: dict, message: str) -> None:
