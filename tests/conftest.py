@@ -40,6 +40,15 @@ def production_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+@pytest.fixture
+def record_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The file sample tasks record their runs in, in this process and in worker processes."""
+    path = tmp_path / "record.txt"
+    path.touch()
+    monkeypatch.setenv("TEST_RECORD_FILE", str(path))
+    return path
+
+
 def manage(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run `manage.py` in a child process, as an operator would."""
     return subprocess.run(

@@ -61,15 +61,6 @@ def drain(db) -> Callable[..., int]:
     return run
 
 
-@pytest.fixture
-def record_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The file sample tasks record their runs in, in this process and in worker processes."""
-    path = tmp_path / "record.txt"
-    path.touch()
-    monkeypatch.setenv("TEST_RECORD_FILE", str(path))
-    return path
-
-
 def recorded(path: Path) -> list[str]:
     return path.read_text().splitlines()
 

@@ -1,0 +1,112 @@
+"""The site run as in production: honcho with the Procfile, supervisord with several workers."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from scripts.pgcluster import free_port
+from taskqueue.models import Status, Task, WorkerProcess
+from tests.conftest import PROJECT, wait_for_http
+from tests.taskqueue import sample_queues as q
+from tests.taskqueue.conftest import database_url, recorded, wait_until
+
+pytestmark = pytest.mark.slow
+BIN = str(Path(sys.executable).parent)
+
+
+@pytest.fixture
+def site_env(production_env, transactional_db, record_file, tmp_path) -> dict[str, str]:
+    """The real settings on the test database, with the virtualenv's programs on PATH."""
+    return production_env | {
+        "DATABASE_URL": database_url(),
+        "PATH": f"{BIN}:{production_env['PATH']}",
+        "HOST": "127.0.0.1",
+        "PORT": str(free_port()),
+        "SECURE_SSL_REDIRECT": "false",
+        "TEST_RECORD_FILE": str(record_file),
+        "SUPERVISOR_DIR": str(tmp_path),
+        "WORKER_PROCESSES": "2",
+    }
+
+
+@contextlib.contextmanager
+def started(command: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A process group of our own; whatever is left of it at the end is killed."""
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, cwd=PROJECT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)  # fmt: skip
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def group_is_empty(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_honcho_runs_web_and_worker_and_stops_both_on_sigterm(site_env, record_file, tmp_path) -> None:
+    port = site_env["PORT"]
+    with started([f"{BIN}/honcho", "start", "--port", port], site_env, tmp_path / "honcho.log") as honcho:
+        wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=30)
+        wait_until(lambda: WorkerProcess.objects.count() == 1, timeout=30, message="the worker registered")
+        q.RecordingQueue.add_task("through honcho")
+        wait_until(lambda: any("through honcho" in line for line in recorded(record_file)), timeout=20,
+                   message="the worker ran the task")  # fmt: skip
+        honcho.send_signal(signal.SIGTERM)
+        honcho.wait(timeout=45)
+        wait_until(lambda: group_is_empty(honcho.pid), timeout=10, message="every process of the site ended")
+    assert not WorkerProcess.objects.exists(), "the worker shut down cleanly and deregistered"
+
+
+def supervisorctl(env: dict[str, str], *args: str) -> str:
+    result = subprocess.run([f"{BIN}/supervisorctl", "-c", "supervisord.conf", *args], cwd=PROJECT, env=env,
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    return result.stdout + result.stderr
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'", reason="supervisord is tested against PostgreSQL")
+def test_supervisord_restarts_a_killed_worker_and_a_full_restart_loses_no_task(site_env, record_file, tmp_path):
+    command = [str(PROJECT / "scripts" / "supervisord-start")]
+    with started(command, site_env, tmp_path / "supervisord.log"):
+        wait_for_http(f"http://127.0.0.1:{site_env['PORT']}/healthz", timeout=60)
+        wait_until(lambda: WorkerProcess.objects.count() == 2, timeout=60, message="two workers registered")
+
+        victim = WorkerProcess.objects.order_by("pk").first()
+        os.kill(victim.pid, signal.SIGKILL)
+        wait_until(
+            lambda: (
+                victim.pid not in WorkerProcess.objects.values_list("pid", flat=True)
+                and WorkerProcess.objects.count() == 2
+            ),
+            timeout=30,
+            message="supervisord restarted the killed worker",
+        )
+
+        ids = {info.id for info in q.RecordingQueue.add_tasks(range(400))}
+        wait_until(lambda: len(recorded(record_file)) > 50, timeout=30, message="work under way")
+        assert "RUNNING" in supervisorctl(site_env, "status")
+        supervisorctl(site_env, "restart", "all")
+        wait_until(lambda: Task.objects.filter(status=Status.SUCCEEDED).count() == 400, timeout=120, message="all done")
+        assert {int(line.split()[0]) for line in recorded(record_file)} == ids
+    assert connection.vendor == "postgresql"
