@@ -14,14 +14,17 @@ one Django is designing, so code written for it will not change when Django ship
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from inspect import iscoroutinefunction
 from typing import Any
 
 from django.core import checks
 from django.db import DEFAULT_DB_ALIAS, transaction
+from django.dispatch import Signal
 from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.base import Task, TaskContext, TaskError, TaskResult, TaskResultStatus
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
@@ -34,7 +37,7 @@ from taskqueue.engine import executors
 from taskqueue.engine.claim import ClaimedTask
 from taskqueue.engine.concurrency import Concurrency, ConcurrencyRule, call_arguments, concurrency_rule
 from taskqueue.engine.enqueue import TaskSpec, enqueue, enqueue_many
-from taskqueue.engine.outcomes import ErrorInfo, Failed, Outcome, RetryLater, Succeeded
+from taskqueue.engine.outcomes import AfterWrite, ErrorInfo, Failed, Outcome, RetryLater, Succeeded
 from taskqueue.engine.running import TaskControl
 from taskqueue.exceptions import SerializationError
 from taskqueue.models import Status, WorkerProcess
@@ -242,55 +245,100 @@ def result_from_row(row: TaskRow, alias: str) -> TaskResult:
     return result
 
 
+class Attempt:
+    """One run of a django.tasks task in a worker, and its TaskResult, built only when someone needs
+    it: a task_started or task_finished receiver, a TaskContext, or a backoff."""
+
+    def __init__(self, task: Task, claimed: ClaimedTask, control: TaskControl) -> None:
+        from django.tasks import task_backends
+
+        self.task = task
+        self.claimed = claimed
+        self.control = control
+        self.backend = task_backends[task.backend]
+        self.sender = type(self.backend)
+
+    @functools.cached_property
+    def result(self) -> TaskResult:
+        claimed = self.claimed
+        enqueued_at, started_at = claimed.times()
+        return TaskResult(
+            task=self.task,
+            id=str(claimed.id),
+            status=TaskResultStatus.RUNNING,
+            enqueued_at=enqueued_at,
+            started_at=started_at,
+            finished_at=None,
+            last_attempted_at=started_at,
+            args=claimed.payload.get("args", []),
+            kwargs=claimed.payload.get("kwargs", {}),
+            backend=self.backend.alias,
+            errors=task_errors(claimed.errors),
+            worker_ids=[*(e.get("worker", "") for e in claimed.errors), self.control.worker_name],
+        )
+
+    def started(self) -> None:
+        if listened(task_started, self.sender):
+            task_started.send(self.sender, task_result=self.result)
+
+    def announcer(self, status: TaskResultStatus, value: Any = None, error: ErrorInfo | None = None) -> AfterWrite:
+        """What sends task_finished once the outcome is stored (nothing, when nobody listens)."""
+        if not listened(task_finished, self.sender):
+            return None
+        result = self.result
+
+        def send(finished_at: datetime) -> None:
+            errors = result.errors + task_errors([error.entry(self.claimed.attempts, "", finished_at)] if error else [])
+            finished = replace(result, status=status, finished_at=finished_at, errors=errors)
+            object.__setattr__(finished, "_return_value", value)
+            task_finished.send(self.sender, task_result=finished)
+
+        return send
+
+
+def listened(signal: Signal, sender: type) -> bool:
+    """Whether sending would reach anyone (an empty receiver list is checked first: it is the worker's
+    usual case, and the cheap one)."""
+    return bool(signal.receivers) and signal.has_listeners(sender)
+
+
+@functools.cache
+def is_coroutine(task: Task) -> bool:
+    return iscoroutinefunction(task.func)
+
+
 def execute(claimed: ClaimedTask, control: TaskControl) -> Outcome:
     """The executor of django.tasks tasks: run the function, map its return or exception to an outcome.
 
     task_started goes out before the call; task_finished once the outcome is stored, so its
     receivers (and get_result) see the same finished result.
     """
-    from django.tasks import task_backends
-
     task = task_at(claimed.task_path)
-    backend = task_backends[task.backend]
-    enqueued_at, started_at = claimed.times()
-    result = TaskResult(
-        task=task,
-        id=str(claimed.id),
-        status=TaskResultStatus.RUNNING,
-        enqueued_at=enqueued_at,
-        started_at=started_at,
-        finished_at=None,
-        last_attempted_at=started_at,
-        args=claimed.payload.get("args", []),
-        kwargs=claimed.payload.get("kwargs", {}),
-        backend=backend.alias,
-        errors=task_errors(claimed.errors),
-        worker_ids=[*(e.get("worker", "") for e in claimed.errors), control.worker_name],
-    )
-    task_started.send(type(backend), task_result=result)
-
-    def announce(status: TaskResultStatus, value: Any = None, error: ErrorInfo | None = None):
-        def send(finished_at: datetime) -> None:
-            errors = result.errors + task_errors([error.entry(claimed.attempts, "", finished_at)] if error else [])
-            finished = replace(result, status=status, finished_at=finished_at, errors=errors)
-            object.__setattr__(finished, "_return_value", value)
-            task_finished.send(type(backend), task_result=finished)
-
-        return send
-
+    attempt = Attempt(task, claimed, control)
+    attempt.started()
+    args, kwargs = claimed.payload.get("args", []), claimed.payload.get("kwargs", {})
     try:
         if task.takes_context:
-            value = task.call(TaskContext(task_result=result), *result.args, **result.kwargs)
-        else:
-            value = task.call(*result.args, **result.kwargs)
+            args = [TaskContext(task_result=attempt.result), *args]
+        value = task.call(*args, **kwargs) if is_coroutine(task) else task.func(*args, **kwargs)
         value = normalized(value, "The return value")
     except BaseException as error:  # SystemExit from task code fails the task, not the worker
         info = ErrorInfo.from_exception(error)
-        delay = retry_delay(task, error, result) if claimed.attempts < getattr(task, "max_attempts", 1) else None
-        if delay is not None:
-            return RetryLater(claimed, timezone.now() + delay, error=info)
-        return Failed(claimed, info, after_write=announce(TaskResultStatus.FAILED, error=info))
-    return Succeeded(claimed, value, after_write=announce(TaskResultStatus.SUCCESSFUL, value))
+        if claimed.attempts < getattr(task, "max_attempts", 1):
+            delay = retry_delay(task, error, attempt.result)
+            if delay is not None:
+                return RetryLater(claimed, timezone.now() + delay, error=info)
+        return Failed(claimed, info, after_write=attempt.announcer(TaskResultStatus.FAILED, error=info))
+    return Succeeded(claimed, value, after_write=attempt.announcer(TaskResultStatus.SUCCESSFUL, value))
+
+
+def quiet_django_task_logs() -> None:
+    """In a worker, its own log line per task (see taskqueue.engine.running) replaces the log receivers
+    django.tasks connects to its signals, so a task is not logged three times over."""
+    from django.tasks import signals
+
+    task_started.disconnect(signals.log_task_started)
+    task_finished.disconnect(signals.log_task_finished)
 
 
 def retry_delay(task: Task, error: BaseException, result: TaskResult) -> timedelta | None:
@@ -301,4 +349,4 @@ def retry_delay(task: Task, error: BaseException, result: TaskResult) -> timedel
     return delay if isinstance(delay, timedelta) else timedelta(seconds=float(delay))
 
 
-executors.register(KIND, execute)
+executors.register(KIND, execute, on_worker_start=quiet_django_task_logs)

@@ -16,10 +16,19 @@ if TYPE_CHECKING:
 Executor = Callable[["ClaimedTask", "TaskControl"], "Outcome"]
 
 _executors: dict[str, Executor] = {}
+_worker_start_hooks: list[Callable[[], None]] = []
 
 
-def register(kind: str, executor: Executor) -> None:
+def register(kind: str, executor: Executor, on_worker_start: Callable[[], None] | None = None) -> None:
+    """A front door's executor for its kind of task, and what it needs done once in a worker process."""
     _executors[kind] = executor
+    if on_worker_start is not None and on_worker_start not in _worker_start_hooks:
+        _worker_start_hooks.append(on_worker_start)
+
+
+def worker_starting() -> None:
+    for hook in _worker_start_hooks:
+        hook()
 
 
 def executor_for(kind: str) -> Executor | None:

@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from taskqueue.conf import EngineSettings, load_settings
-from taskqueue.engine import concurrency, liveness
+from taskqueue.engine import concurrency, executors, liveness
 from taskqueue.engine.claim import ClaimedTask, Claimer
 from taskqueue.engine.outcomes import Recorder, put_back
 from taskqueue.engine.running import TaskControl, run_task
@@ -206,6 +206,7 @@ class WorkerGroup(threading.Thread):
             return
         self.process_id = process.pk
         self.worker_label = str(process)
+        executors.worker_starting()
         alive = liveness.Liveness(self.using, process, self.engine.HEARTBEAT_INTERVAL, self.engine.WORKER_DEAD_AFTER)
         if self.engine.LISTEN_NOTIFY and connections[self.using].vendor == "postgresql":
             from taskqueue.worker.wakeup import Listener

@@ -80,3 +80,8 @@ def picky(path: str) -> None:
 @task(concurrency_key="account:{account_id}", concurrency_limit=2)
 def sync_account(account_id: int, action: str) -> str:
     return f"{account_id}:{action}"
+
+
+@task
+def noop() -> None:
+    """Does nothing: what remains is the cost of the front door and the engine."""
