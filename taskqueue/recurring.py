@@ -9,15 +9,16 @@ Static schedules come from TASKQUEUE["RECURRING"] = {key: {"task_path": ..., "sc
 
 Any number of worker processes may run the scheduler: a tick is enqueued by whichever inserts its
 RecurringRun row first (a unique constraint), so exactly once. Ticks missed while no scheduler ran are
-not replayed: a scheduler enqueues only the latest tick that is due, once (so after a night down, an
-hourly task runs once, not eight times), and never a tick from before the schedule existed.
+not replayed: a scheduler enqueues the latest tick that is due, once (so after a night down, an hourly
+task runs once, not eight times), plus any tick missed within the last few seconds (a busy moment),
+and never a tick from before the schedule existed.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -30,6 +31,9 @@ from taskqueue.exceptions import TaskQueueError
 from taskqueue.models import RecurringRun, RecurringTask
 
 logger = logging.getLogger("taskqueue.recurring")
+# Ticks missed by less than this (schedulers busy or slow for a moment) are each still enqueued;
+# older ones were missed while no scheduler ran, and are not replayed.
+CATCH_UP = timedelta(seconds=5)
 FIELDS = ("task_path", "schedule", "timezone", "args", "kwargs", "queue_name", "priority", "description")
 
 
@@ -53,6 +57,10 @@ class Schedule:
         tick = croniter(self.cron, local).get_prev(datetime)
         following = croniter(self.cron, tick).get_next(datetime)
         return (following if following <= local else tick).astimezone(UTC)
+
+    def previous_tick(self, tick: datetime) -> datetime:
+        """The tick before `tick`, in UTC."""
+        return croniter(self.cron, tick.astimezone(self.zone)).get_prev(datetime).astimezone(UTC)
 
     def next_tick(self, now: datetime) -> datetime:
         """The first tick after `now`, in UTC."""
@@ -124,17 +132,30 @@ def enqueue_target(recurring: RecurringTask) -> int:
     return int(result.id)
 
 
-def run_due(now: datetime | None = None) -> int:
-    """Enqueue every enabled recurring task whose latest tick is due and not yet run. Returns how many."""
+def due_ticks(recurring: RecurringTask, schedule: Schedule, now: datetime, catch_up: timedelta) -> list[datetime]:
+    """The ticks to enqueue now: the latest due one, and those before it within `catch_up` (a slow
+    scheduler's gap); never one already run or from before the schedule existed."""
+    ticks: list[datetime] = []
+    tick = schedule.latest_tick(now)
+    while (
+        tick >= recurring.created_at
+        and (recurring.last_run_at is None or tick > recurring.last_run_at)
+        and (not ticks or tick >= now - catch_up)
+    ):
+        ticks.append(tick)
+        tick = schedule.previous_tick(tick)
+    return ticks[::-1]
+
+
+def run_due(now: datetime | None = None, catch_up: timedelta = CATCH_UP) -> int:
+    """Enqueue every enabled recurring task's due ticks not yet run. Returns how many were enqueued."""
     now = now or timezone.now()
     using = router.db_for_write(RecurringTask)
     enqueued = 0
     for recurring in RecurringTask.objects.using(using).filter(enabled=True):
-        tick = Schedule.parse(recurring.schedule, recurring.timezone).latest_tick(now)
-        if tick < recurring.created_at or (recurring.last_run_at and tick <= recurring.last_run_at):
-            continue
-        if run_tick(recurring, tick):
-            enqueued += 1
+        schedule = Schedule.parse(recurring.schedule, recurring.timezone)
+        for tick in due_ticks(recurring, schedule, now, catch_up):
+            enqueued += run_tick(recurring, tick)
     return enqueued
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import timedelta
 
 from django.db import DatabaseError, connections, router
 
@@ -25,6 +26,7 @@ class Scheduler(threading.Thread):
         self.engine = engine
         self.stopping = stopping
         self.using = router.db_for_write(RecurringTask)
+        self.catch_up = timedelta(seconds=5 * engine.SCHEDULER_INTERVAL)
 
     def run(self) -> None:
         synced = False
@@ -35,7 +37,7 @@ class Scheduler(threading.Thread):
                     if not synced:
                         recurring.sync_static(self.engine.RECURRING)
                         synced = True
-                    recurring.run_due()
+                    recurring.run_due(catch_up=max(recurring.CATCH_UP, self.catch_up))
                     failures = 0
                 except TaskQueueError as error:
                     logger.error("recurring tasks in settings are invalid, none synced: %s", error)

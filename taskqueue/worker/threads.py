@@ -180,7 +180,6 @@ class WorkerGroup(threading.Thread):
         self.process_id: int = 0
         self.worker_label = name
         self.stopping = threading.Event()
-        self.started_up = threading.Event()
         for worker in self.workers:
             worker.group = self
 
@@ -225,7 +224,6 @@ class WorkerGroup(threading.Thread):
             from taskqueue.worker.scheduler import Scheduler
 
             Scheduler(self.engine, self.stopping).start()
-        self.started_up.set()
         self._keep_alive(alive)
         deadline = time.monotonic() + self.engine.SHUTDOWN_TIMEOUT
         for worker in self.workers:

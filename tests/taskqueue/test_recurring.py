@@ -92,6 +92,19 @@ def test_ticks_missed_while_nothing_ran_are_not_replayed_in_a_burst() -> None:
     assert RecurringRun.objects.get().scheduled_at == at("2026-11-21 06:00:00")
 
 
+def test_ticks_a_busy_scheduler_skipped_by_a_moment_are_each_run() -> None:
+    task = recurring.schedule_recurring("every-second", NOOP, "* * * * * *")
+    RecurringTask.objects.filter(pk=task.pk).update(
+        created_at=at("2026-11-21 08:00:00"), last_run_at=at("2026-11-21 08:00:10")
+    )
+    assert recurring.run_due(at("2026-11-21 08:00:13.2")) == 3, "ticks 11, 12 and 13"
+    assert recurring.run_due(at("2026-11-21 08:01:00.5")) == 5, "the latest, and those of the 5 s before it"
+    ticks = list(RecurringRun.objects.values_list("scheduled_at", flat=True).order_by("scheduled_at"))
+    assert ticks[-5:] == [at(f"2026-11-21 08:00:{second:02}") for second in (56, 57, 58, 59)] + [
+        at("2026-11-21 08:01:00")
+    ]
+
+
 def test_a_tick_from_before_the_schedule_existed_is_not_run() -> None:
     recurring.schedule_recurring("new", NOOP, "0 * * * *")
     assert recurring.run_due() == 0
