@@ -79,20 +79,25 @@ class Worker(threading.Thread):
     def request_stop(self) -> None:
         self.stopping.set()
         self.wake.set()
+        group = self.group
+        if group is not None and group.workers == [self] and not group.stopping.is_set():
+            group.request_stop()  # a lone worker's group ends with it
 
     def stop(self) -> None:
         self.request_stop()
         self.join()
 
     def run(self) -> None:
-        if self.group is None:
-            # Started on its own: it is then a group of one.
-            group = WorkerGroup([self])
-            group.run()
-            return
+        own_group = self.group is None
+        if own_group:
+            # Started on its own: it is then a group of one, whose process duties run beside it.
+            WorkerGroup([self], name=self.name).start()
         try:
-            self._loop(self.group)
+            if self.group.registered.wait() and not self.stopping.is_set():
+                self._loop(self.group)
         finally:
+            if own_group:
+                self.group.request_stop()
             connections.close_all()
 
     def _loop(self, group: WorkerGroup) -> None:
@@ -180,6 +185,8 @@ class WorkerGroup(threading.Thread):
         self.process_id: int = 0
         self.worker_label = name
         self.stopping = threading.Event()
+        # Set once the process is registered (or the group gave up): its workers may claim from then on.
+        self.registered = threading.Event()
         for worker in self.workers:
             worker.group = self
 
@@ -202,6 +209,7 @@ class WorkerGroup(threading.Thread):
         threads = len(self.workers)
         process = self._retry_until_stopped(lambda: liveness.register(self.using, self.label, selectors, threads))
         if process is None:
+            self.registered.set()
             return
         self.process_id = process.pk
         self.worker_label = str(process)
@@ -218,8 +226,10 @@ class WorkerGroup(threading.Thread):
             ",".join(selectors),
             threads,
         )
+        self.registered.set()
         for worker in self.workers:
-            worker.start()
+            if not worker.is_alive():  # a worker started on its own is already running
+                worker.start()
         if self.schedule:
             from taskqueue.worker.scheduler import Scheduler
 

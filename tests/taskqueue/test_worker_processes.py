@@ -136,3 +136,16 @@ def test_tasks_enqueued_late_in_a_transaction_wake_the_worker_on_commit(workers,
         q.RecordingQueue.add_tasks(["bulk-1", "bulk-2"])
         q.RecordingQueue.add_task("single")
     wait_until(lambda: len(recorded(record_file)) == 3, timeout=3, message="the commit woke the worker")
+
+
+def test_a_worker_started_on_its_own_runs_tasks_and_stops(transactional_db, record_file) -> None:
+    from taskqueue import Worker
+
+    worker = Worker(thread_name="alone", sleep_seconds_when_empty=0.1, queues=["recording"])
+    worker.start()
+    q.RecordingQueue.add_tasks(range(10))
+    wait_until(lambda: len(recorded(record_file)) == 10, timeout=20, message="the lone worker ran the tasks")
+    assert WorkerProcess.objects.count() == 1
+    worker.stop()
+    assert not worker.is_alive()
+    wait_until(lambda: not WorkerProcess.objects.exists(), timeout=10, message="its process row was removed")
