@@ -15,9 +15,8 @@ from django.db import connection
 
 from scripts.pgcluster import free_port
 from taskqueue.models import Status, Task, WorkerProcess
-from tests.conftest import PROJECT, wait_for_http
+from tests.conftest import PROJECT, database_url, recorded, wait_for_http, wait_until
 from tests.taskqueue import sample_queues as q
-from tests.taskqueue.conftest import database_url, recorded, wait_until
 
 pytestmark = pytest.mark.slow
 BIN = str(Path(sys.executable).parent)

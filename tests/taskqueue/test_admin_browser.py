@@ -9,8 +9,8 @@ from django.contrib.auth.models import User
 
 from taskqueue.models import Status, Task
 from tests.browser import page, screenshot  # noqa: F401 - the page fixture
+from tests.conftest import recorded, wait_until
 from tests.taskqueue import sample_queues as q
-from tests.taskqueue.conftest import recorded, wait_until
 
 pytestmark = pytest.mark.slow
 

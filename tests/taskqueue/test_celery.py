@@ -11,8 +11,8 @@ from django.utils import timezone
 from taskqueue.celery import AsyncResult, EagerResult, TaskFailed, shared_task, states
 from taskqueue.exceptions import SerializationError, TaskQueueError
 from taskqueue.models import Task
+from tests.conftest import recorded
 from tests.taskqueue import sample_celery as c
-from tests.taskqueue.conftest import recorded
 
 pytestmark = pytest.mark.django_db
 

@@ -15,9 +15,9 @@ from django.utils import timezone
 from scripts.pgcluster import Cluster
 from taskqueue.engine.claim import Claimer
 from taskqueue.models import Status, Task
-from tests.conftest import PROJECT
+from tests.conftest import PROJECT, recorded, wait_until
 from tests.taskqueue import sample_queues as q
-from tests.taskqueue.conftest import recorded, status_counts, wait_until
+from tests.taskqueue.conftest import status_counts
 
 pytestmark = pytest.mark.slow
 postgresql_only = pytest.mark.skipif("connection.vendor != 'postgresql'", reason="a PostgreSQL behaviour")

@@ -13,10 +13,10 @@ from django.utils import timezone
 from taskqueue import BaseQueue
 from taskqueue.engine import concurrency, operations
 from taskqueue.models import Status, Task
+from tests.conftest import recorded, wait_until
 from tests.taskqueue import sample_celery as c
 from tests.taskqueue import sample_queues as q
 from tests.taskqueue import sample_tasks as t
-from tests.taskqueue.conftest import recorded, wait_until
 
 pytestmark = pytest.mark.django_db
 

@@ -7,10 +7,10 @@ from django.tasks import TaskResultStatus
 
 from taskqueue.celery import AsyncResult, states
 from taskqueue.models import Status, Task
+from tests.conftest import recorded, wait_until
 from tests.taskqueue import sample_celery as c
 from tests.taskqueue import sample_queues as q
 from tests.taskqueue import sample_tasks as t
-from tests.taskqueue.conftest import recorded, wait_until
 
 pytestmark = pytest.mark.slow
 

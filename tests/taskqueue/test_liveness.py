@@ -15,8 +15,8 @@ from django.utils import timezone
 
 from taskqueue.engine import liveness
 from taskqueue.models import Status, Task, WorkerProcess
+from tests.conftest import wait_until
 from tests.taskqueue import sample_queues as q
-from tests.taskqueue.conftest import wait_until
 
 pytestmark = pytest.mark.django_db
 

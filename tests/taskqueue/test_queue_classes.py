@@ -11,8 +11,8 @@ from django.utils import timezone
 from taskqueue import BaseQueue, DeserializationExc, DupeKeyExc, Retry, SerializationError, TaskInfo
 from taskqueue.exceptions import TaskQueueError
 from taskqueue.models import Status, Task
+from tests.conftest import recorded
 from tests.taskqueue import sample_queues as q
-from tests.taskqueue.conftest import recorded
 
 pytestmark = pytest.mark.django_db
 

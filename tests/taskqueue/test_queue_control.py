@@ -11,8 +11,8 @@ from django.utils import timezone
 from taskqueue import QueueInfo
 from taskqueue.control import queue_names
 from taskqueue.models import Status, Task, WorkerProcess
+from tests.conftest import recorded, wait_until
 from tests.taskqueue import sample_queues as q
-from tests.taskqueue.conftest import recorded, wait_until
 
 pytestmark = pytest.mark.django_db
 

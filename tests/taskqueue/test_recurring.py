@@ -16,7 +16,7 @@ from django.utils import timezone
 from taskqueue import recurring
 from taskqueue.exceptions import TaskQueueError
 from taskqueue.models import RecurringRun, RecurringTask, Task
-from tests.taskqueue.conftest import wait_until
+from tests.conftest import wait_until
 
 pytestmark = pytest.mark.django_db
 NOOP = "tests.taskqueue.sample_queues.NoOpQueue"

@@ -10,8 +10,9 @@ import pytest
 from django.db import connection  # noqa: F401 - read by skipif conditions
 
 from taskqueue.models import Status, Task, WorkerProcess
+from tests.conftest import recorded, wait_until
 from tests.taskqueue import sample_queues as q
-from tests.taskqueue.conftest import recorded, status_counts, wait_until
+from tests.taskqueue.conftest import status_counts
 
 pytestmark = pytest.mark.slow
 
