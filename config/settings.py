@@ -30,6 +30,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "taskqueue",
     "apps.core",
+    "apps.emails",
+    "apps.reports",
 ]
 
 MIDDLEWARE = [
@@ -87,6 +89,9 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env.raw("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 STATICFILES_DIRS = [BASE_DIR / "static"]
+LOGIN_REDIRECT_URL = "core:home"
+LOGOUT_REDIRECT_URL = "core:home"
+
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env.raw("MEDIA_ROOT", str(BASE_DIR / "media")))
 # In development whitenoise serves straight from the source folders, picking up edits.

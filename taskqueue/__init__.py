@@ -2,6 +2,7 @@
 
     from taskqueue import BaseQueue, TaskInfo, Retry, DupeKeyExc, DeserializationExc, Worker, WorkerGroup
     from taskqueue import stop_requested            # any task: should I stop now?
+    from taskqueue import cancel, retry             # operations on tasks by id, from any front door
     from taskqueue.backend import DatabaseBackend   # django.tasks
     from taskqueue.celery import shared_task, AsyncResult
 
@@ -20,6 +21,8 @@ _EXPORTS = {
     "DeserializationExc": "taskqueue.exceptions",
     "SerializationError": "taskqueue.exceptions",
     "stop_requested": "taskqueue.engine.running",
+    "cancel": "taskqueue.engine.operations",
+    "retry": "taskqueue.engine.operations",
     "QueueInfo": "taskqueue.control",
     "Worker": "taskqueue.worker.threads",
     "WorkerGroup": "taskqueue.worker.threads",

@@ -212,7 +212,13 @@ class TaskAdmin(admin.ModelAdmin):
 
     def get_urls(self):
         retry_view = self.admin_site.admin_view(require_POST(self.retry_view))
-        return [path("<int:task_id>/retry/", retry_view, name="taskqueue_task_retry"), *super().get_urls()]
+        # Placeholder until the dashboard lands.
+        dashboard = self.admin_site.admin_view(self.changelist_view)
+        return [
+            path("dashboard/", dashboard, name="taskqueue_dashboard"),
+            path("<int:task_id>/retry/", retry_view, name="taskqueue_task_retry"),
+            *super().get_urls(),
+        ]
 
     def retry_view(self, request: HttpRequest, task_id: int) -> HttpResponseRedirect:
         """The "Retry now" button of a task's page."""
