@@ -10,3 +10,6 @@ timeout = 30
 accesslog = "-"
 errorlog = "-"
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# Gunicorn 27's control socket sits at one path per user, so two sites (or test runs) on a host would
+# fight over it; nothing here uses it.
+control_socket_disable = True

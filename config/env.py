@@ -32,6 +32,7 @@ MAIL_BACKENDS: dict[str, tuple[str, frozenset[str]]] = {
         frozenset({"host", "port", "username", "password", "use_tls", "use_ssl", "timeout"}),
     ),
 }
+SMTP_TIMEOUT_SECONDS = 30
 SMTP_SCHEMES = {"smtp": {}, "smtp+tls": {"use_tls": True}, "smtps": {"use_tls": True}, "smtp+ssl": {"use_ssl": True}}
 
 
@@ -155,6 +156,8 @@ def mailer_config(name: str, url: str) -> dict[str, Any]:
         if parsed.get("EMAIL_HOST_PASSWORD"):
             options["password"] = parsed["EMAIL_HOST_PASSWORD"]
         options |= {key.lower(): value for key, value in parsed.get("OPTIONS", {}).items()}
+        # A hung mail server must not hold a worker thread forever; ?timeout=N in the URL overrides this.
+        options.setdefault("timeout", SMTP_TIMEOUT_SECONDS)
     elif scheme == "file":
         backend, allowed = MAIL_BACKENDS["file"]
         options = {"file_path": parts.path}

@@ -111,11 +111,17 @@ TASKS = {
     }
 }
 
+# Reports demo: milliseconds each build step is slowed down by, so a person sees the progress bar move.
+REPORTS_STEP_DELAY_MS = env.int("REPORTS_STEP_DELAY_MS", default=300)
+
 # Mail: EMAIL_URL (console://, smtp://user:pass@host:587, smtp+tls://…, file:///path) becomes
 # Django 6.1's MAILERS setting; the EMAIL_BACKEND/EMAIL_* settings are deprecated.
 MAILERS = env.mailers("EMAIL_URL", default="console://")
 DEFAULT_FROM_EMAIL = env.raw("DEFAULT_FROM_EMAIL", "Task queue template <noreply@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Where contact-form messages go, and the address emails link back to.
+CONTACT_EMAIL = env.raw("CONTACT_EMAIL", "team@localhost")
+SITE_URL = env.raw("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 
 # HTTPS hardening, on unless DEBUG. Behind a proxy that terminates TLS, set
 # TRUST_X_FORWARDED_PROTO=true so Django sees the original scheme.

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -15,8 +16,15 @@ from pathlib import Path
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from scripts.pgcluster import free_port
+from taskqueue.engine import liveness
+from taskqueue.engine.claim import Claimer
+from taskqueue.engine.outcomes import Recorder
+from taskqueue.engine.running import TaskControl, run_task
+
+pytest_plugins = ["tests.browser", "tests.smtp"]  # the `page` and `smtp_server` fixtures
 
 PROJECT = Path(__file__).resolve().parent.parent
 # What child processes keep of this process's environment: not the settings test_settings put there.
@@ -41,6 +49,13 @@ def production_env(tmp_path: Path) -> dict[str, str]:
         "PYTHONUNBUFFERED": "1",
     }
     return env
+
+
+@pytest.fixture(autouse=True)
+def tasks_really_enqueued(settings) -> None:
+    """config/test_settings.py shows CELERY_TASK_ALWAYS_EAGER as users set it; these tests enqueue for real."""
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    settings.CELERY_TASK_EAGER_PROPAGATES = False
 
 
 @pytest.fixture
@@ -100,6 +115,27 @@ def gunicorn(production_env: dict[str, str]) -> Iterator[callable]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture
+def drain(db) -> Callable[..., int]:
+    """Claim and run ready tasks in this thread, as a worker would, until none is left. Returns tasks run."""
+
+    def run(*selectors: str, batch: int = 10, retention: float = 3600) -> int:
+        process = liveness.register(connection.alias, "test-drain", list(selectors) or ["*"], 1)
+        claimer = Claimer(connection.alias, process.pk, list(selectors) or ["*"])
+        recorder = Recorder(connection.alias, process.pk, "test-drain", retention)
+        control = TaskControl(threading.Event(), "test-drain")
+        ran = 0
+        while tasks := claimer.claim(batch, timezone.now()):
+            for task in tasks:
+                recorder.add(run_task(task, control))
+                ran += 1
+            recorder.flush()
+        liveness.deregister(connection.alias, process.pk)
+        return ran
+
+    return run
 
 
 def database_url() -> str:

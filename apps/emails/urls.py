@@ -1,10 +1,10 @@
 from django.urls import path
-from django.views.generic import TemplateView
+
+from apps.emails import views
 
 app_name = "emails"
 
-# Placeholder until the emails demo lands.
 urlpatterns = [
-    path("signup/", TemplateView.as_view(template_name="core/home.html"), name="signup"),
-    path("contact/", TemplateView.as_view(template_name="core/home.html"), name="contact"),
+    path("signup/", views.SignUpView.as_view(), name="signup"),
+    path("contact/", views.ContactView.as_view(), name="contact"),
 ]

@@ -8,14 +8,14 @@ import pytest
 from django.contrib.auth.models import User
 
 from taskqueue.models import Status, Task
-from tests.browser import page, screenshot  # noqa: F401 - the page fixture
+from tests.browser import screenshot
 from tests.conftest import recorded, wait_until
 from tests.taskqueue import sample_queues as q
 
 pytestmark = pytest.mark.slow
 
 
-def test_an_operator_retries_a_failed_task_from_the_admin(page, live_server, workers, record_file, tmp_path) -> None:  # noqa: F811
+def test_an_operator_retries_a_failed_task_from_the_admin(page, live_server, workers, record_file, tmp_path) -> None:
     expect = pytest.importorskip("playwright.sync_api").expect
     User.objects.create_superuser("operator", "operator@example.com", "correct horse battery")
     cause = tmp_path / "config.json"
