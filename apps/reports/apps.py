@@ -7,3 +7,11 @@ class ReportsConfig(AppConfig):
     name = "apps.reports"
     label = "reports"
     verbose_name = "Reports demo"
+
+    def ready(self) -> None:
+        from django.db.models.signals import post_delete
+
+        from apps.reports.models import Report
+        from apps.reports.signals import delete_report_files
+
+        post_delete.connect(delete_report_files, sender=Report, dispatch_uid="reports.delete_report_files")
