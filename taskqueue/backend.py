@@ -38,8 +38,8 @@ from taskqueue.engine.claim import ClaimedTask
 from taskqueue.engine.concurrency import Concurrency, ConcurrencyRule, call_arguments, concurrency_rule
 from taskqueue.engine.enqueue import TaskSpec, enqueue, enqueue_many
 from taskqueue.engine.outcomes import AfterWrite, ErrorInfo, Failed, Outcome, RetryLater, Succeeded
-from taskqueue.engine.running import TaskControl
-from taskqueue.exceptions import SerializationError
+from taskqueue.engine.running import TaskControl, stopped
+from taskqueue.exceptions import SerializationError, Stopped
 from taskqueue.models import Status, WorkerProcess
 from taskqueue.models import Task as TaskRow
 from taskqueue.serialization import check_json
@@ -322,6 +322,8 @@ def execute(claimed: ClaimedTask, control: TaskControl) -> Outcome:
             args = [TaskContext(task_result=attempt.result), *args]
         value = task.call(*args, **kwargs) if is_coroutine(task) else task.func(*args, **kwargs)
         value = normalized(value, "The return value")
+    except Stopped as error:
+        return stopped(claimed, control, error)
     except BaseException as error:  # SystemExit from task code fails the task, not the worker
         info = ErrorInfo.from_exception(error)
         if claimed.attempts < getattr(task, "max_attempts", 1):

@@ -32,8 +32,8 @@ from taskqueue.engine.claim import ClaimedTask
 from taskqueue.engine.concurrency import ConcurrencyRule, call_arguments, concurrency_rule
 from taskqueue.engine.enqueue import TaskSpec, enqueue
 from taskqueue.engine.outcomes import Cancelled, ErrorInfo, Failed, Outcome, RetryLater, Succeeded
-from taskqueue.engine.running import TaskControl
-from taskqueue.exceptions import SerializationError, TaskQueueError
+from taskqueue.engine.running import TaskControl, stopped
+from taskqueue.exceptions import SerializationError, Stopped, TaskQueueError
 from taskqueue.models import Status
 from taskqueue.models import Task as TaskRow
 from taskqueue.serialization import check_json
@@ -334,6 +334,8 @@ def execute(claimed: ClaimedTask, control: TaskControl) -> Outcome:
     try:
         value = stored(task.func(*claimed.payload.get("args", []), **claimed.payload.get("kwargs", {})),
                        "The return value")  # fmt: skip
+    except Stopped as error:
+        return stopped(claimed, control, error)
     except BaseException as error:  # SystemExit from task code fails the task, not the worker
         info = ErrorInfo.from_exception(error)
         retries = claimed.attempts - 1

@@ -12,3 +12,12 @@ class DeserializationExc(TaskQueueError):
 
 class SerializationError(TaskQueueError, TypeError):
     """An argument cannot be stored: it does not round-trip through JSON (nothing was enqueued)."""
+
+
+class Stopped(TaskQueueError):
+    """Raised by a task that stops early because `stop_requested()` said so, from any front door.
+
+    If the task was cancelled (revoked), it ends cancelled; if its worker is shutting down, it goes back
+    to the queue without using up an attempt, and runs again from the start. Raised without a stop
+    request, it fails the task.
+    """

@@ -26,8 +26,8 @@ from taskqueue.engine.claim import ClaimedTask
 from taskqueue.engine.concurrency import ConcurrencyRule, concurrency_rule, single_argument
 from taskqueue.engine.enqueue import TaskSpec, enqueue, enqueue_many
 from taskqueue.engine.outcomes import ErrorInfo, Failed, Outcome, RetryLater, Succeeded
-from taskqueue.engine.running import TaskControl
-from taskqueue.exceptions import TaskQueueError
+from taskqueue.engine.running import TaskControl, stopped
+from taskqueue.exceptions import Stopped, TaskQueueError
 from taskqueue.models import Status, Task
 from taskqueue.serialization import DataclassCodec, JsonCodec, PickleCodec
 
@@ -216,6 +216,8 @@ def execute(task: ClaimedTask, control: TaskControl) -> Outcome:
         return Failed(task, ErrorInfo("taskqueue.NotAQueue", f"{task.task_path} is not a BaseQueue subclass.", ""))
     try:
         answer = queue.process(TaskInfo(task, queue, control))
+    except Stopped as error:
+        return stopped(task, control, error)
     except BaseException as error:  # SystemExit from task code fails the task, not the worker
         info = ErrorInfo.from_exception(error)
         if isinstance(error, queue.retry_on) and task.attempts < queue.max_attempts:

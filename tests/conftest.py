@@ -119,19 +119,23 @@ def gunicorn(production_env: dict[str, str]) -> Iterator[callable]:
 
 @pytest.fixture
 def drain(db) -> Callable[..., int]:
-    """Claim and run ready tasks in this thread, as a worker would, until none is left. Returns tasks run."""
+    """Claim and run ready tasks in this thread, as a worker would, until none is left. Returns tasks run.
 
-    def run(*selectors: str, batch: int = 10, retention: float = 3600) -> int:
+    With a `control` whose worker is stopping, it stops after one batch, as a worker would."""
+
+    def run(*selectors: str, batch: int = 10, retention: float = 3600, control: TaskControl | None = None) -> int:
         process = liveness.register(connection.alias, "test-drain", list(selectors) or ["*"], 1)
         claimer = Claimer(connection.alias, process.pk, list(selectors) or ["*"])
         recorder = Recorder(connection.alias, process.pk, "test-drain", retention)
-        control = TaskControl(threading.Event(), "test-drain")
+        control = control or TaskControl(threading.Event(), "test-drain")
         ran = 0
         while tasks := claimer.claim(batch, timezone.now()):
             for task in tasks:
                 recorder.add(run_task(task, control))
                 ran += 1
             recorder.flush()
+            if control.worker_stopping.is_set():
+                break
         liveness.deregister(connection.alias, process.pk)
         return ran
 

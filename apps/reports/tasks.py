@@ -4,8 +4,8 @@ does with it: enqueue it, cancel it, and catch up with a task that ended without
 The build goes step by step (a month of data per step, then the CSV, then the chart), saves its
 progress on the Report row after each step and checks `stop_requested()` between steps. A stop is
 either the owner's cancel (the row says `cancel_requested`) or the worker shutting down; in both
-cases the build cleans up and raises BuildInterrupted, and its backoff turns that into a retry,
-which the queue records as cancelled when the task was cancelled.
+cases the build cleans up and raises `taskqueue.Stopped`: the queue then records a cancelled task,
+or puts it back to run again, with its attempt uncounted.
 """
 
 from __future__ import annotations
@@ -15,19 +15,18 @@ import io
 import time
 from collections import defaultdict
 from collections.abc import Iterator
-from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
-from django.tasks import TaskResult, TaskResultStatus, task
+from django.tasks import TaskResultStatus, task
 from django.tasks.exceptions import TaskResultDoesNotExist
 
 import taskqueue
 from apps.reports.charts import bar_chart
 from apps.reports.data import Sale, monthly_sales
 from apps.reports.models import Report
-from taskqueue import stop_requested
+from taskqueue import Stopped, stop_requested
 
 # The owner sees this; the operator sees the exception and its traceback on the task in the admin.
 UNEXPECTED_ERROR = (
@@ -38,17 +37,7 @@ ENDED_UNEXPECTEDLY = "The build stopped before it finished (its task ended in th
 CSV_HEADER = ("month", "region", "product", "units", "revenue")
 
 
-class BuildInterrupted(Exception):
-    """The worker asked the build to stop: the owner cancelled it, or the worker is shutting down."""
-
-
-def retry_if_interrupted(exception: BaseException, task_result: TaskResult) -> timedelta | None:
-    """The build's retry policy: a build stopped by its worker's shutdown runs again shortly (the queue
-    records it as cancelled instead if it was cancelled); any other error fails it at once."""
-    return timedelta(seconds=5) if isinstance(exception, BuildInterrupted) else None
-
-
-@task(queue_name="reports", max_attempts=3, backoff=retry_if_interrupted)
+@task(queue_name="reports")
 def build_report(report_id: int) -> dict[str, str] | None:
     """Build the report's CSV file and chart. Returns their storage names (kept in the task's result)."""
     report = Report.objects.filter(pk=report_id).first()
@@ -60,7 +49,7 @@ def build_report(report_id: int) -> dict[str, str] | None:
     report.delete_files()  # what an attempt that crashed may have left
     try:
         build(report)
-    except BuildInterrupted:
+    except Stopped:
         report.delete_files()
         report.refresh_from_db(fields=["cancel_requested"])
         if report.cancel_requested:
@@ -86,7 +75,7 @@ def build(report: Report) -> None:
         if done < total:
             report.set_progress(100 * done // total)
             if stop_requested():
-                raise BuildInterrupted
+                raise Stopped
 
 
 def build_steps(report: Report) -> Iterator[None]:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from taskqueue.engine.claim import ClaimedTask
 from taskqueue.engine.executors import executor_for
 from taskqueue.engine.outcomes import Cancelled, ErrorInfo, Failed, Outcome, RetryLater, Succeeded
+from taskqueue.exceptions import Stopped
 
 logger = logging.getLogger("taskqueue.task")
 
@@ -38,6 +39,15 @@ def stop_requested() -> bool:
     cancelled (revoked). Long tasks of any front door poll this and return early."""
     control: TaskControl | None = getattr(_current, "control", None)
     return control is not None and control.stop_requested()
+
+
+def stopped(task: ClaimedTask, control: TaskControl, error: Stopped) -> Outcome:
+    """What a task that raised Stopped comes to; front doors call this from their executors."""
+    if control.cancelled.is_set():
+        return Cancelled(task)
+    if control.worker_stopping.is_set():
+        return RetryLater(task, count_attempt=False)
+    return Failed(task, ErrorInfo.from_exception(error))
 
 
 def run_task(task: ClaimedTask, control: TaskControl) -> Outcome:

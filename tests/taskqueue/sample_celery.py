@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from taskqueue import stop_requested
+from taskqueue import Stopped, stop_requested
 from taskqueue.celery import shared_task
 from tests.taskqueue.sample_queues import record
 from tests.taskqueue.sample_tasks import count_runs
@@ -61,3 +61,10 @@ def retry_in_an_hour() -> None:
 @shared_task(concurrency_key=lambda order_id, **_: f"order:{order_id}", on_conflict="discard")
 def ship(order_id: int, carrier: str = "post") -> str:
     return f"{order_id} by {carrier}"
+
+
+@shared_task
+def stops_when_asked() -> str:
+    if stop_requested():
+        raise Stopped
+    return "ran"

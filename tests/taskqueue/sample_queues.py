@@ -11,7 +11,7 @@ from pathlib import Path
 
 from django.utils import timezone
 
-from taskqueue import BaseQueue, Retry, TaskInfo
+from taskqueue import BaseQueue, Retry, Stopped, TaskInfo
 
 
 def record(line: str) -> None:
@@ -235,3 +235,21 @@ class SingletonQueue(BaseQueue[None]):
     @classmethod
     def process(cls, task_info: TaskInfo[None]) -> Retry | None:
         return None
+
+
+class StopsWhenAskedQueue(BaseQueue[None]):
+    """Does its work only if nobody asked it to stop; otherwise raises Stopped."""
+
+    @classmethod
+    def process(cls, task_info: TaskInfo[None]) -> None:
+        if task_info.stop_requested():
+            raise Stopped
+        record("stops-when-asked queue ran")
+
+
+class RaisesStoppedQueue(BaseQueue[None]):
+    """Raises Stopped though nobody asked it to stop: a bug in the task."""
+
+    @classmethod
+    def process(cls, task_info: TaskInfo[None]) -> None:
+        raise Stopped

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from django.tasks import TaskContext, task
 
+from taskqueue import Stopped, stop_requested
 from tests.taskqueue.sample_queues import record
 
 
@@ -85,3 +86,10 @@ def sync_account(account_id: int, action: str) -> str:
 @task
 def noop() -> None:
     """Does nothing: what remains is the cost of the front door and the engine."""
+
+
+@task
+def stops_when_asked() -> str:
+    if stop_requested():
+        raise Stopped
+    return "ran"

@@ -13,7 +13,6 @@ from django.urls import reverse
 
 from apps.reports.models import Report
 from apps.reports.tasks import build_report
-from tests.browser import page  # noqa: F401 - the browser tests' page fixture
 
 PASSWORD = "correct horse battery staple"
 
