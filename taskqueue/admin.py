@@ -11,35 +11,21 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import connections
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
-from django.urls import path, reverse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, URLResolver, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 
-from taskqueue import recurring
+from taskqueue import dashboard, recurring
 from taskqueue.control import QueueInfo
+from taskqueue.dashboard import error_line, state_filters
 from taskqueue.engine import operations
 from taskqueue.exceptions import TaskQueueError
 from taskqueue.models import PausedQueue, RecurringTask, Status, Task, WorkerProcess
-
-RECENT = timedelta(hours=24)
-
-
-def state_filters(now) -> dict[str, tuple[str, Q]]:
-    """The groups an operator thinks in; each one is served by an index."""
-    return {
-        "failed": ("Failed", Q(status=Status.FAILED)),
-        "abandoned": ("Abandoned (worker died)", Q(abandoned=True, status__in=[Status.READY, Status.FAILED])),
-        "running": ("Running", Q(status=Status.RUNNING)),
-        "ready": ("Ready", Q(status=Status.READY, run_at__lte=now)),
-        "scheduled": ("Scheduled (future)", Q(status=Status.READY, run_at__gt=now)),
-        "blocked": ("Blocked (concurrency limit)", Q(status=Status.BLOCKED)),
-        "succeeded": ("Succeeded (24 h)", Q(status=Status.SUCCEEDED, finished_at__gte=now - RECENT)),
-        "cancelled": ("Cancelled", Q(status=Status.CANCELLED)),
-    }
 
 
 class StateFilter(admin.SimpleListFilter):
@@ -103,6 +89,7 @@ class TaskAdmin(admin.ModelAdmin):
     paginator = EstimatedCountPaginator
     actions = ("retry_tasks", "cancel_tasks", "delete_selected")
     editable_when_waiting = ("priority", "run_at", "note")
+    dashboard_refresh_seconds = 5
     waiting = (Status.READY, Status.BLOCKED)
     fieldsets = (
         (None, {"fields": ("task_path", "queue_name", "state", "note", "priority", "run_at")}),
@@ -157,10 +144,7 @@ class TaskAdmin(admin.ModelAdmin):
 
     @admin.display(description="last error")
     def last_error_line(self, task: Task) -> str:
-        error = task.last_error
-        if not error:
-            return ""
-        return f"{error['exc_class'].rsplit('.', 1)[-1]}: {error['message'][:120]}"
+        return error_line(task)
 
     @admin.display(description="arguments")
     def arguments(self, task: Task) -> str:
@@ -210,23 +194,38 @@ class TaskAdmin(admin.ModelAdmin):
         if result.refused:
             self.message_user(request, f"{result.refused} task(s) {refused}.", messages.WARNING)
 
-    def get_urls(self):
+    def get_urls(self) -> list[URLPattern | URLResolver]:
         retry_view = self.admin_site.admin_view(require_POST(self.retry_view))
-        # Placeholder until the dashboard lands.
-        dashboard = self.admin_site.admin_view(self.changelist_view)
+        dashboard_view = self.admin_site.admin_view(self.dashboard_view)
         return [
-            path("dashboard/", dashboard, name="taskqueue_dashboard"),
+            path("dashboard/", dashboard_view, name="taskqueue_dashboard"),
             path("<int:task_id>/retry/", retry_view, name="taskqueue_task_retry"),
             *super().get_urls(),
         ]
 
     def retry_view(self, request: HttpRequest, task_id: int) -> HttpResponseRedirect:
-        """The "Retry now" button of a task's page."""
+        """The "Retry now" button of a task's page, and the dashboard's "Retry" buttons (which come back to it)."""
         if not self.has_retry_permission(request):
             raise PermissionDenied
         task = get_object_or_404(Task, pk=task_id)
         self._report(request, operations.retry([task.pk]), "retried", "still running or waiting, so not retried")
+        if request.POST.get("return_to") == "dashboard":
+            return HttpResponseRedirect(reverse("admin:taskqueue_dashboard"))
         return HttpResponseRedirect(reverse("admin:taskqueue_task_change", args=[task.pk]))
+
+    def dashboard_view(self, request: HttpRequest) -> TemplateResponse:
+        """The queue dashboard; `?fragment=1` renders only the part its script swaps in every few seconds."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        context = {
+            "dashboard": dashboard.snapshot(timezone.now()),
+            "can_retry": self.has_retry_permission(request),
+            "refresh_seconds": self.dashboard_refresh_seconds,
+        }
+        if request.GET.get("fragment"):
+            return TemplateResponse(request, "admin/taskqueue/dashboard_body.html", context)
+        context |= {**self.admin_site.each_context(request), "title": "Queue dashboard", "opts": self.opts}
+        return TemplateResponse(request, "admin/taskqueue/dashboard.html", context)
 
     def render_change_form(self, request: HttpRequest, context: dict[str, Any], *args: Any, **kwargs: Any):
         task = kwargs.get("obj")
