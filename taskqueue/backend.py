@@ -322,10 +322,10 @@ def execute(claimed: ClaimedTask, control: TaskControl) -> Outcome:
             args = [TaskContext(task_result=attempt.result), *args]
         value = task.call(*args, **kwargs) if is_coroutine(task) else task.func(*args, **kwargs)
         value = normalized(value, "The return value")
-    except Stopped as error:
-        return stopped(claimed, control, error)
     except BaseException as error:  # SystemExit from task code fails the task, not the worker
         info = ErrorInfo.from_exception(error)
+        if isinstance(error, Stopped) and control.stop_requested():
+            return stopped(claimed, control, on_cancel=attempt.announcer(TaskResultStatus.FAILED, error=info))
         if claimed.attempts < getattr(task, "max_attempts", 1):
             delay = retry_delay(task, error, attempt.result)
             if delay is not None:

@@ -334,9 +334,9 @@ def execute(claimed: ClaimedTask, control: TaskControl) -> Outcome:
     try:
         value = stored(task.func(*claimed.payload.get("args", []), **claimed.payload.get("kwargs", {})),
                        "The return value")  # fmt: skip
-    except Stopped as error:
-        return stopped(claimed, control, error)
     except BaseException as error:  # SystemExit from task code fails the task, not the worker
+        if isinstance(error, Stopped) and control.stop_requested():
+            return stopped(claimed, control)
         info = ErrorInfo.from_exception(error)
         retries = claimed.attempts - 1
         if isinstance(error, task.policy.autoretry_for) and retries < task.policy.max_retries:

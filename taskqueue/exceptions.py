@@ -19,5 +19,5 @@ class Stopped(TaskQueueError):
 
     If the task was cancelled (revoked), it ends cancelled; if its worker is shutting down, it goes back
     to the queue without using up an attempt, and runs again from the start. Raised without a stop
-    request, it fails the task.
+    request, it is an error like any other.
     """

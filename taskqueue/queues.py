@@ -216,9 +216,9 @@ def execute(task: ClaimedTask, control: TaskControl) -> Outcome:
         return Failed(task, ErrorInfo("taskqueue.NotAQueue", f"{task.task_path} is not a BaseQueue subclass.", ""))
     try:
         answer = queue.process(TaskInfo(task, queue, control))
-    except Stopped as error:
-        return stopped(task, control, error)
     except BaseException as error:  # SystemExit from task code fails the task, not the worker
+        if isinstance(error, Stopped) and control.stop_requested():
+            return stopped(task, control)
         info = ErrorInfo.from_exception(error)
         if isinstance(error, queue.retry_on) and task.attempts < queue.max_attempts:
             return RetryLater(task, timezone.now() + backoff_delay(queue, task.attempts), error=info)

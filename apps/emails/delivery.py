@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import smtplib
+import ssl
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,7 +23,8 @@ def send_templated_email(
     Raises TransientEmailError for failures worth retrying; permanent ones (5xx, bad configuration) propagate
     as they are, so the task fails at once with the server's own words.
     """
-    subject = render_to_string(f"emails/mail/{template}_subject.txt", context).strip()
+    # One line, whatever the context holds: a header cannot take a line break.
+    subject = " ".join(render_to_string(f"emails/mail/{template}_subject.txt", context).split())
     message = EmailMultiAlternatives(
         subject, render_to_string(f"emails/mail/{template}.txt", context), to=list(to), reply_to=list(reply_to)
     )
@@ -43,4 +45,5 @@ def is_transient(error: OSError) -> bool:
         return 400 <= error.smtp_code < 500
     if isinstance(error, smtplib.SMTPServerDisconnected):
         return True
-    return not isinstance(error, smtplib.SMTPException)
+    # A TLS failure (a bad certificate, a wrong port for TLS) is configuration: trying again will not help.
+    return not isinstance(error, smtplib.SMTPException | ssl.SSLError)

@@ -186,10 +186,14 @@ class _Writer:
             errors = task.errors
             if outcome.error is not None:
                 errors = [*errors, outcome.error.entry(task.attempts, self.worker_name, self.now)]
+            # A cancel that came while it ran, too late for its worker to pass on (say, at shutdown), wins.
             cursor.execute(
-                f"UPDATE {TABLE} SET status = '{Status.READY}', run_at = %s, attempts = attempts - %s, "
+                f"UPDATE {TABLE} SET status = CASE WHEN cancel_requested THEN '{Status.CANCELLED}' "
+                f"ELSE '{Status.READY}' END, finished_at = CASE WHEN cancel_requested THEN %s END, "
+                f"run_at = %s, attempts = attempts - %s, "
                 f"claimed_by_id = NULL, worker = %s, errors = {self.json} WHERE id = %s AND {self.guard}",
                 [
+                    self.stamp,
                     self.adapt(outcome.run_at or self.now),
                     0 if outcome.count_attempt else 1,
                     self.worker_name,

@@ -9,8 +9,7 @@ from dataclasses import dataclass, field
 
 from taskqueue.engine.claim import ClaimedTask
 from taskqueue.engine.executors import executor_for
-from taskqueue.engine.outcomes import Cancelled, ErrorInfo, Failed, Outcome, RetryLater, Succeeded
-from taskqueue.exceptions import Stopped
+from taskqueue.engine.outcomes import AfterWrite, Cancelled, ErrorInfo, Failed, Outcome, RetryLater, Succeeded
 
 logger = logging.getLogger("taskqueue.task")
 
@@ -41,13 +40,13 @@ def stop_requested() -> bool:
     return control is not None and control.stop_requested()
 
 
-def stopped(task: ClaimedTask, control: TaskControl, error: Stopped) -> Outcome:
-    """What a task that raised Stopped comes to; front doors call this from their executors."""
+def stopped(task: ClaimedTask, control: TaskControl, on_cancel: AfterWrite = None) -> Outcome:
+    """What a task that raised Stopped, when asked to stop, comes to: cancelled if it was cancelled,
+    otherwise (its worker is shutting down) back to the queue with its attempt uncounted.
+    Front doors call this from their executors."""
     if control.cancelled.is_set():
-        return Cancelled(task)
-    if control.worker_stopping.is_set():
-        return RetryLater(task, count_attempt=False)
-    return Failed(task, ErrorInfo.from_exception(error))
+        return Cancelled(task, after_write=on_cancel)
+    return RetryLater(task, count_attempt=False)
 
 
 def run_task(task: ClaimedTask, control: TaskControl) -> Outcome:

@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.db import DatabaseError, connections, router
-from django.db.models import F
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -271,11 +271,20 @@ class WorkerGroup(threading.Thread):
                 running[1].cancelled.set()
 
     def _put_back_unfinished(self) -> None:
-        """Claimed tasks no thread finished (shutdown timeout): ready again, the attempt not counted."""
+        """Claimed tasks no thread finished (shutdown timeout): ready again, the attempt not counted;
+        cancelled instead if a cancel came for them meanwhile."""
+        now = timezone.now()
+        cancel_requested = Q(cancel_requested=True)
         put = (
             Task.objects.using(self.using)
             .filter(status=Status.RUNNING, claimed_by_id=self.process_id)
-            .update(status=Status.READY, attempts=F("attempts") - 1, claimed_by=None, run_at=timezone.now())
+            .update(
+                status=Case(When(cancel_requested, then=Value(Status.CANCELLED)), default=Value(Status.READY)),
+                finished_at=Case(When(cancel_requested, then=Value(now)), default=None),
+                attempts=F("attempts") - 1,
+                claimed_by=None,
+                run_at=now,
+            )
         )
         if put:
             logger.warning("put back %d unfinished tasks at shutdown", put)

@@ -105,6 +105,7 @@ def test_email_url_smtp_maps_onto_mailers(environment) -> None:
                 "use_tls": True,
                 "username": "me@x.com",
                 "password": "secret",
+                "timeout": 30,
             },
         }
     }
@@ -117,7 +118,12 @@ def test_email_url_console_and_ssl(environment) -> None:
         .endswith("console.EmailBackend")
     )
     ssl = environment(EMAIL_URL="smtp+ssl://mail.example.com:465").mailers("EMAIL_URL", default="")["default"]
-    assert ssl["OPTIONS"] == {"host": "mail.example.com", "port": 465, "use_ssl": True}
+    assert ssl["OPTIONS"] == {"host": "mail.example.com", "port": 465, "use_ssl": True, "timeout": 30}
+
+
+def test_smtp_gets_a_timeout_so_a_hung_server_cannot_hold_a_worker_and_the_url_can_change_it(environment) -> None:
+    hurried = environment(EMAIL_URL="smtp://mail.example.com:25?timeout=5").mailers("EMAIL_URL", default="")
+    assert hurried["default"]["OPTIONS"]["timeout"] == 5
 
 
 @pytest.mark.parametrize(

@@ -68,3 +68,8 @@ def stops_when_asked() -> str:
     if stop_requested():
         raise Stopped
     return "ran"
+
+
+@shared_task
+def raises_stopped() -> None:
+    raise Stopped

@@ -93,3 +93,8 @@ def stops_when_asked() -> str:
     if stop_requested():
         raise Stopped
     return "ran"
+
+
+@task
+def raises_stopped() -> None:
+    raise Stopped

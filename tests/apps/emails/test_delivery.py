@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import smtplib
+import ssl
 from datetime import timedelta
 
 import pytest
@@ -50,6 +51,16 @@ def test_the_contact_notification_goes_to_the_team_with_the_sender_as_reply_to(d
     assert message["Reply-To"] == "grace@example.com"
     assert "Hello <team>!" in message.get_body(("plain",)).get_content()
     assert "Hello &lt;team&gt;!" in message.get_body(("html",)).get_content()
+
+
+def test_a_subject_is_one_line_of_plain_text_whatever_the_sender_typed(db, smtp_server, drain, settings) -> None:
+    contact = ContactMessage.objects.create(name="Tom & O'Brien\nBcc: x@example.com", email="t@example.com",
+                                            message="Hi")  # fmt: skip
+    notify_team_of_contact.delay(contact.pk)
+    drain("email")
+
+    assert smtp_server.wait_for_message(timeout=5)["Subject"] == "Contact form: Tom & O'Brien Bcc: x@example.com"
+    assert smtp_server.messages[0]["X-Envelope-To"] == settings.CONTACT_EMAIL  # no recipient smuggled in
 
 
 def test_an_unreachable_mail_server_makes_the_email_retry_after_a_backoff(ada, smtp_server, drain):
@@ -126,6 +137,7 @@ def test_a_welcome_for_an_account_deleted_meanwhile_sends_nothing_and_succeeds(a
         (smtplib.SMTPRecipientsRefused({"a@example.com": (450, b"busy"), "b@example.com": (451, b"later")}), True),
         (smtplib.SMTPRecipientsRefused({"a@example.com": (450, b"busy"), "b@example.com": (550, b"no")}), False),
         (smtplib.SMTPNotSupportedError("STARTTLS not supported"), False),
+        (ssl.SSLCertVerificationError("certificate verify failed"), False),
     ],
 )
 def test_smtp_failures_are_transient_for_4xx_and_lost_connections_and_permanent_otherwise(error, transient) -> None:
