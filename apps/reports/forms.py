@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.utils import timezone
 
 from apps.reports.data import FIRST_YEAR, LAST_YEAR
 from apps.reports.models import Report
+from apps.reports.tasks import catch_up_active
 
 MAX_ACTIVE_REPORTS = 3
 
@@ -33,9 +36,10 @@ class ReportForm(forms.ModelForm):
         model = Report
         fields = ["year", "months"]
 
-    def clean(self) -> dict:
+    def clean(self) -> dict[str, Any]:
         cleaned_data = super().clean()
         owner = self.instance.owner
+        catch_up_active(owner)
         if owner.reports.filter(status__in=Report.ACTIVE).count() >= MAX_ACTIVE_REPORTS:
             raise forms.ValidationError(
                 "You already have %(count)d reports in progress: wait for one to finish, or cancel one.",

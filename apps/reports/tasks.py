@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 
 from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.tasks import TaskResultStatus, task
 from django.tasks.exceptions import TaskResultDoesNotExist
@@ -26,7 +27,7 @@ import taskqueue
 from apps.reports.charts import bar_chart
 from apps.reports.data import Sale, monthly_sales
 from apps.reports.models import Report
-from taskqueue import Stopped, stop_requested
+from taskqueue import Stopped, cancel_requested, stop_requested
 
 # The owner sees this; the operator sees the exception and its traceback on the task in the admin.
 UNEXPECTED_ERROR = (
@@ -34,6 +35,7 @@ UNEXPECTED_ERROR = (
     "(task {task_id}); please try again later."
 )
 ENDED_UNEXPECTEDLY = "The build stopped before it finished (its task ended in the queue). Please request it again."
+NOT_QUEUED = "The report could not be queued for building. Please try again later."
 CSV_HEADER = ("month", "region", "product", "units", "revenue")
 
 
@@ -52,7 +54,7 @@ def build_report(report_id: int) -> dict[str, str] | None:
     except Stopped:
         report.delete_files()
         report.refresh_from_db(fields=["cancel_requested"])
-        if report.cancel_requested:
+        if report.cancel_requested or cancel_requested():  # its owner, or an operator in the admin
             report.finish(Report.Status.CANCELLED)
         else:
             report.requeue()
@@ -73,7 +75,8 @@ def build(report: Report) -> None:
     for done, _ in enumerate(build_steps(report), start=1):
         time.sleep(settings.REPORTS_STEP_DELAY_MS / 1000)  # demo pacing: the real work takes milliseconds
         if done < total:
-            report.set_progress(100 * done // total)
+            if not report.set_progress(100 * done // total):
+                return  # deleted or finished meanwhile: nobody wants the rest
             if stop_requested():
                 raise Stopped
 
@@ -114,10 +117,14 @@ def request_build(report: Report) -> None:
     """
 
     def enqueue() -> None:
-        report.task_id = build_report.enqueue(report.pk).id
+        try:
+            report.task_id = build_report.enqueue(report.pk).id
+        except Exception:
+            report.finish(Report.Status.FAILED, error=NOT_QUEUED)  # rather than "queued" forever
+            raise  # logged by on_commit (robust): the report is saved, the page shows what happened
         Report.objects.filter(pk=report.pk).update(task_id=report.task_id)
 
-    transaction.on_commit(enqueue)
+    transaction.on_commit(enqueue, robust=True)
 
 
 def cancel_report(report: Report) -> bool:
@@ -132,6 +139,13 @@ def cancel_report(report: Report) -> bool:
     else:
         report.finish(Report.Status.CANCELLED)  # not enqueued yet: the task will find it finished
     return True
+
+
+def catch_up_active(owner: AbstractBaseUser) -> None:
+    """`catch_up` the owner's unfinished reports (a handful at most: the form limits them), so that lists
+    and the limit itself count only reports that are really waiting or running."""
+    for report in Report.objects.filter(owner=owner, status__in=Report.ACTIVE):
+        catch_up(report)
 
 
 def catch_up(report: Report) -> None:

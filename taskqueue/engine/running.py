@@ -40,6 +40,13 @@ def stop_requested() -> bool:
     return control is not None and control.stop_requested()
 
 
+def cancel_requested() -> bool:
+    """Whether the task running in this thread was cancelled, as opposed to stopped by its worker's
+    shutdown (after which it runs again): a task that keeps its own records may need to tell them apart."""
+    control: TaskControl | None = getattr(_current, "control", None)
+    return control is not None and control.cancelled.is_set()
+
+
 def stopped(task: ClaimedTask, control: TaskControl, on_cancel: AfterWrite = None) -> Outcome:
     """What a task that raised Stopped, when asked to stop, comes to: cancelled if it was cancelled,
     otherwise (its worker is shutting down) back to the queue with its attempt uncounted.

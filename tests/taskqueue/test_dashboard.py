@@ -213,7 +213,7 @@ def test_staff_see_the_dashboard(admin_client: Client, failed_task: Task) -> Non
     page = response.text
     assert "<h1>Queue dashboard</h1>" in page
     assert "taskqueue/dashboard.js" in page and "taskqueue/dashboard.css" in page
-    assert 'role="status"' in page and "Updated at" in page
+    assert 'id="tq-updated" class="tq-updated" aria-live="off"' in page and "Updated at" in page
     assert f'<a href="{DASHBOARD}" id="tq-reload">Refresh</a>' in page, "without JavaScript, a link refreshes"
     assert "mail-box" in page and "email*" in page
     assert "ValueError: smtp said no" in page

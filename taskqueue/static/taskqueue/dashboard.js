@@ -19,6 +19,12 @@
     let stopped = false;
     let busy = false;
 
+    // Screen readers hear about pauses and problems, not about every routine update.
+    function say(text, announce) {
+        status.setAttribute("aria-live", announce ? "polite" : "off");
+        status.textContent = text;
+    }
+
     function schedule() {
         clearTimeout(timer);
         timer = null;
@@ -55,7 +61,7 @@
             });
             if (response.redirected || response.status === 403) {
                 stopped = true;  // logged out, or no longer allowed: reloading shows why
-                status.textContent = "Updates stopped: reload the page to log in again.";
+                say("Updates stopped: reload the page to log in again.", true);
                 return;
             }
             if (!response.ok) {
@@ -80,9 +86,9 @@
                 }
             }
             const body = root.querySelector("[data-updated-at]");
-            status.textContent = "Updated at " + (body ? body.dataset.updatedAt : new Date().toLocaleTimeString());
+            say("Updated at " + (body ? body.dataset.updatedAt : new Date().toLocaleTimeString()), false);
         } catch (error) {
-            status.textContent = "Could not update (" + error.message + "); trying again.";
+            say("Could not update (" + error.message + "); trying again.", true);
         } finally {
             busy = false;
             schedule();
@@ -95,7 +101,7 @@
             paused = !paused;
             pause.textContent = paused ? "Resume updates" : "Pause updates";
             if (paused) {
-                status.textContent = "Updates paused.";
+                say("Updates paused.", true);
                 schedule();
             } else {
                 refresh();

@@ -47,7 +47,7 @@ def ask_for_report(page, year: int, months: int) -> None:
 
 def test_the_owner_watches_the_progress_bar_move_then_downloads_the_csv(signed_in, report_worker, expect) -> None:
     page = signed_in
-    report_worker(step_delay_ms=400)  # 14 steps of 0.4 s: the page polls each second
+    report_worker(step_delay_ms=800)  # 14 steps of 0.8 s: the page polls each second
     ask_for_report(page, year=2024, months=12)
     expect(page.get_by_role("heading", level=1)).to_have_text("Sales 2024, January to December")
 
@@ -71,7 +71,7 @@ def test_the_owner_watches_the_progress_bar_move_then_downloads_the_csv(signed_i
 
 def test_the_owner_cancels_a_report_while_it_is_built(signed_in, report_worker, expect) -> None:
     page = signed_in
-    report_worker(step_delay_ms=600)
+    report_worker(step_delay_ms=2000)  # 28 s in all: the cancel must come first, even on a slow machine
     ask_for_report(page, year=2023, months=12)
     status = page.locator("[data-status]")
     expect(status).to_have_text("Running", timeout=20_000)  # once the worker has started

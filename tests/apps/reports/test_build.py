@@ -111,6 +111,20 @@ def test_a_cancel_mid_build_ends_it_cancelled_without_files(
     assert not report.csv_file and not report.chart and media_files(media_root) == []
 
 
+def test_a_build_an_operator_cancelled_from_the_admin_ends_the_report_cancelled(
+    make_report: Callable[..., Report], stop_when, media_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    report = make_report()
+    monkeypatch.setattr("apps.reports.tasks.cancel_requested", lambda: True)  # the worker's word, not the row's
+    stop_when(lambda: True)
+    with pytest.raises(Stopped):
+        build_report.call(report.pk)
+
+    report.refresh_from_db()
+    assert report.status == Report.Status.CANCELLED and not report.cancel_requested
+    assert media_files(media_root) == []
+
+
 def test_a_worker_shutting_down_puts_the_report_back_in_the_queue(
     make_report: Callable[..., Report], stop_when, media_root: Path
 ) -> None:

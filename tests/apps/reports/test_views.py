@@ -4,16 +4,18 @@ each user seeing only their own; and the admin page operators use."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from types import SimpleNamespace
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import DatabaseError
 from django.tasks import TaskResultStatus
 from django.test import Client
 from django.urls import reverse
 
 from apps.reports.forms import MAX_ACTIVE_REPORTS
 from apps.reports.models import Report
-from apps.reports.tasks import ENDED_UNEXPECTEDLY, build_report, request_build
+from apps.reports.tasks import ENDED_UNEXPECTEDLY, NOT_QUEUED, build_report, request_build
 from taskqueue import cancel
 from taskqueue.models import Status, Task
 from tests.apps.reports.conftest import media_files
@@ -254,3 +256,33 @@ def test_operators_see_reports_in_the_admin_with_a_link_to_their_task(
     assert changelist.status_code == 200 and "Sales 2024, January to March" in changelist.text
     assert reverse("admin:taskqueue_task_change", args=["7"]) in change.text
     assert admin_client.get(reverse("admin:reports_report_add")).status_code == 403
+
+
+def test_the_limit_does_not_count_reports_whose_tasks_have_ended(
+    owner_client: Client, make_report: Callable[..., Report], django_capture_on_commit_callbacks
+) -> None:
+    reports = [make_report() for _ in range(MAX_ACTIVE_REPORTS)]
+    with django_capture_on_commit_callbacks(execute=True):
+        for report in reports:
+            request_build(report)
+    cancel([int(report.task_id) for report in Report.objects.all()])  # an operator, from the queue's admin
+
+    response = owner_client.post(reverse("reports:create"), {"year": 2024, "months": 12})
+
+    assert response.status_code == 302
+    assert Report.objects.filter(status__in=Report.ACTIVE).count() == 1
+
+
+def test_a_report_that_cannot_be_queued_fails_instead_of_waiting_forever(
+    make_report: Callable[..., Report], django_capture_on_commit_callbacks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def queue_down(*args: object) -> None:
+        raise DatabaseError("the queue's database is down")
+
+    monkeypatch.setattr("apps.reports.tasks.build_report", SimpleNamespace(enqueue=queue_down))
+    report = make_report()
+    with django_capture_on_commit_callbacks(execute=True):  # robust: logged, and the response goes out
+        request_build(report)
+
+    report.refresh_from_db()
+    assert report.status == Report.Status.FAILED and report.error == NOT_QUEUED
