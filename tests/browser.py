@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.db import connections
 
 CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -38,6 +39,15 @@ def page(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
         finally:
             context.close()
             browser.close()
+            close_connections_of_this_context()
+
+
+def close_connections_of_this_context() -> None:
+    """While Playwright runs, Django's connections belong to its event loop's context, which no later
+    test can reach to close; left open, they go stale when a test restarts PostgreSQL."""
+    for connection in connections.all(initialized_only=True):
+        if not connection.in_atomic_block:
+            connection.close()
 
 
 def screenshot(page, name: str) -> Path:
