@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from taskqueue.engine import liveness
 from taskqueue.models import Status, Task, WorkerProcess
+from taskqueue.worker.threads import WorkerGroup
 from tests.conftest import wait_until
 from tests.taskqueue import sample_queues as q
 
@@ -151,3 +152,18 @@ def test_postgresql_advisory_lock_proves_death_on_another_host(me) -> None:
     wait_until(lambda: recovered.append(me.recover()) or recovered[-1] == 1, timeout=5, message="seen dead")
     task.refresh_from_db()
     assert task.status == Status.READY
+
+
+def test_at_shutdown_unfinished_tasks_go_back_uncounted_unless_a_cancel_came_for_them(me) -> None:
+    unfinished = running_task(me.process)
+    cancelled = running_task(me.process)
+    Task.objects.filter(pk=cancelled.pk).update(cancel_requested=True)
+    group = WorkerGroup([])
+    group.process_id = me.process_id
+
+    group._put_back_unfinished()  # what stop() does with tasks still running after SHUTDOWN_TIMEOUT
+
+    unfinished.refresh_from_db()
+    cancelled.refresh_from_db()
+    assert (unfinished.status, unfinished.attempts, unfinished.finished_at) == (Status.READY, 0, None)
+    assert cancelled.status == Status.CANCELLED and cancelled.finished_at is not None
