@@ -22,6 +22,7 @@ def test_a_visitor_signs_up_and_the_welcome_email_arrives(page, live_server, wor
     page.get_by_role("button", name="Create account").click()
 
     expect(page.get_by_role("status")).to_contain_text("A welcome email is on its way to ada@example.com")
+    expect(page.get_by_role("status")).to_be_focused()  # so a screen reader reads it first
     expect(page.get_by_role("button", name="Log out ada")).to_be_visible()
     message = smtp_server.wait_for_message(timeout=15)
     assert message["To"] == "ada@example.com"
