@@ -12,6 +12,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from config.env import mailer_config
 from scripts.pgcluster import free_port
 
 
@@ -47,9 +48,8 @@ class SmtpServer:
 
     @property
     def mailer(self) -> dict[str, object]:
-        """The MAILERS entry for this server, as config/env.py builds it from `url`."""
-        options = {"host": "127.0.0.1", "port": self.port, "timeout": 5}
-        return {"BACKEND": "django.core.mail.backends.smtp.EmailBackend", "OPTIONS": options}
+        """The MAILERS entry for this server, built from `url` as the site's settings build it."""
+        return mailer_config("EMAIL_URL", self.url)
 
     @property
     def messages(self) -> list[EmailMessage]:
