@@ -37,10 +37,13 @@ class Task(models.Model):
 
     enqueued_at = models.DateTimeField()
     run_at = models.DateTimeField(help_text="Not claimed before this time.")
-    started_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True, help_text="When the current or last attempt started.")
     finished_at = models.DateTimeField(null=True, blank=True)
 
     attempts = models.PositiveIntegerField(default=0, help_text="Attempts started and counted.")
+    claims = models.PositiveIntegerField(
+        default=0, db_default=0, help_text="Times claimed. Each claim's writes are fenced on it, so a stale worker's write is dropped."
+    )
     max_attempts = models.PositiveIntegerField(default=3)
     retry_abandoned = models.BooleanField(
         default=True, help_text="Whether a task whose worker died is retried (while attempts remain)."
@@ -118,6 +121,11 @@ class WorkerProcess(models.Model):
     threads = models.PositiveSmallIntegerField(default=1)
     started_at = models.DateTimeField()
     heartbeat_at = models.DateTimeField()
+    # The operating system's start time of `pid` (clock ticks since boot): a pid reused by another
+    # process after this one died does not pass for it.
+    pid_started = models.BigIntegerField(null=True, blank=True)
+    threads_alive = models.PositiveSmallIntegerField(default=0, help_text="Worker threads alive at the last heartbeat.")
+    scheduler_alive = models.BooleanField(null=True, blank=True, help_text="Empty: this process runs no scheduler.")
 
     class Meta:
         verbose_name = "worker process"
@@ -156,6 +164,8 @@ class RecurringTask(models.Model):
     static = models.BooleanField(default=False, help_text="Defined in settings (changes there win).")
     created_at = models.DateTimeField()
     last_run_at = models.DateTimeField(null=True, blank=True, help_text="The last tick enqueued.")
+    last_error = models.TextField(blank=True, default="", help_text="Why the last tick could not be enqueued.")
+    last_error_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return self.key
