@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from taskqueue.conf import load_settings
 from taskqueue.control import QueueInfo
-from taskqueue.engine.liveness import Liveness
+from taskqueue.engine.liveness import Recovery
 from taskqueue.models import PausedQueue, Status, Task, WorkerProcess
 
 RECENT = timedelta(hours=24)
@@ -273,7 +273,7 @@ def _workers(using: str, now: datetime, heartbeat_interval: float, dead_after: f
     snapshots = []
     for process in WorkerProcess.objects.using(using).order_by("hostname", "name", "pid"):
         # The engine's own judgement of silence, so "late" here means what it means to the workers.
-        liveness = Liveness(using, process, heartbeat_interval, dead_after)
+        liveness = Recovery(using, process.pk, heartbeat_interval, dead_after)
         age = max(now - process.heartbeat_at, timedelta(0))
         snapshots.append(WorkerSnapshot(process, age, age > liveness.grace, age > timedelta(seconds=dead_after)))
     return snapshots

@@ -21,7 +21,7 @@ from django.utils import timezone
 from scripts.pgcluster import free_port
 from taskqueue.engine import liveness
 from taskqueue.engine.claim import Claimer
-from taskqueue.engine.outcomes import Recorder
+from taskqueue.engine.outcomes import Recorder, Start
 from taskqueue.engine.running import TaskControl, run_task
 
 pytest_plugins = ["tests.browser", "tests.smtp"]  # the `page` and `smtp_server` fixtures
@@ -131,8 +131,9 @@ def drain(db) -> Callable[..., int]:
         ran = 0
         while tasks := claimer.claim(batch, timezone.now()):
             for task in tasks:
-                recorder.add(run_task(task, control))
-                ran += 1
+                if recorder.begin(task) is Start.RUN:
+                    recorder.add(run_task(task, control))
+                    ran += 1
             recorder.flush()
             if control.worker_stopping.is_set():
                 break

@@ -1,4 +1,10 @@
-"""Taking ready tasks: a batch per query, in selector order, then priority, run time, enqueue order."""
+"""Taking ready tasks: a batch per query, in selector order, then priority, run time, enqueue order.
+
+A claim marks tasks `running` for this worker process and counts the claim (`claims`, the token every
+later write of this claim is fenced on); it does not start them. Each task is started, and its attempt
+counted, by its own write just before it runs (see `outcomes.Recorder.begin`), so a task claimed in a
+batch but never started is never charged for a crash.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ from django.db import connections
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from taskqueue.engine.dialect import QUEUE_FILTERS, Dialect
+from taskqueue.engine.dialect import CLAIMED_COLUMNS, QUEUE_FILTERS, Dialect
 
 
 @dataclass(slots=True)
@@ -23,16 +29,20 @@ class ClaimedTask:
     payload: dict[str, Any]
     note: str
     priority: int
-    attempts: int  # counting this one
+    attempts: int  # counting this one, once started
     max_attempts: int
     errors: list[dict[str, Any]]
     # As the database returned them (SQLite: text); read through `times()`, which few tasks need.
     raw_enqueued_at: Any = None
     raw_started_at: Any = None
     concurrency_key: str | None = None
+    # This claim's token: the task's `claims` count as this claim set it.
+    claims: int = 0
+    # Why the stored row cannot be run (a payload Python cannot decode): the task fails with it.
+    problem: str | None = None
 
     def times(self) -> tuple[datetime, datetime]:
-        """When the task was enqueued and when this attempt was claimed."""
+        """When the task was enqueued and when this attempt started."""
         return as_datetime(self.raw_enqueued_at), as_datetime(self.raw_started_at)
 
 
@@ -58,8 +68,47 @@ def as_datetime(value: Any) -> datetime:
     return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, UTC)
 
 
-def _loads(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str | bytes) else value
+def claimed_task(row: tuple[Any, ...]) -> ClaimedTask:
+    """A claimed row as a ClaimedTask. Never raises: a row Python cannot decode (an integer of more
+    digits than `int()` accepts, nesting deeper than the recursion limit, an `errors` column that is not
+    a list) becomes a task with a `problem`, which fails alone instead of taking its worker down."""
+    values = dict(zip(CLAIMED_COLUMNS, row, strict=True))
+    problem = None
+    try:
+        payload = json.loads(values["payload"]) if isinstance(values["payload"], str | bytes) else values["payload"]
+        if not isinstance(payload, dict):
+            raise ValueError(f"the payload is a {type(payload).__name__}, not an object")
+    except (ValueError, RecursionError) as error:
+        payload, problem = {}, f"The stored arguments cannot be decoded: {str(error)[:300]}"
+    try:
+        errors = json.loads(values["errors"]) if isinstance(values["errors"], str | bytes) else values["errors"]
+    except (ValueError, RecursionError):
+        errors = None
+    if not isinstance(errors, list) or not all(isinstance(entry, dict) for entry in errors):
+        # Kept for the record, as the text it was, in an entry of the shape the rest of the code reads.
+        stored = str(values["errors"])[:1000]
+        message = f"The stored error history was not a list of entries: {stored}"
+        errors = [
+            {"attempt": 0, "at": "", "worker": "", "exc_class": "taskqueue.CorruptRow", "message": message,
+             "traceback": "", "abandoned": False}
+        ]  # fmt: skip
+    values |= {"payload": payload, "errors": errors}
+    return ClaimedTask(
+        id=values["id"],
+        kind=values["kind"],
+        task_path=values["task_path"],
+        queue_name=values["queue_name"],
+        payload=payload,
+        note=values["note"],
+        priority=values["priority"],
+        attempts=values["attempts"],
+        max_attempts=values["max_attempts"],
+        errors=errors,
+        raw_enqueued_at=values["enqueued_at"],
+        concurrency_key=values["concurrency_key"],
+        claims=values["claims"],
+        problem=problem,
+    )
 
 
 class Claimer:
@@ -84,10 +133,7 @@ class Claimer:
                 if wanted <= 0:
                     break
                 cursor.execute(sql, {**filter_params, "now": stamp, "limit": wanted, "worker": self.worker_id})
-                rows = [
-                    ClaimedTask(*row[:4], _loads(row[4]), *row[5:9], _loads(row[9]), *row[10:13])
-                    for row in cursor.fetchall()
-                ]
+                rows = [claimed_task(row) for row in cursor.fetchall()]
                 rows.sort(key=lambda task: (-task.priority, task.id))
                 claimed.extend(rows)
         return claimed

@@ -93,7 +93,9 @@ def _lock(using: str, key: str) -> None:
 
 
 def in_use(using: str, key: str, duration: float, now: datetime) -> int:
-    held = Q(status=Status.READY) | Q(status=Status.RUNNING, started_at__gt=now - timedelta(seconds=duration))
+    # A claimed task not yet started (started_at empty) holds its slot like a running one.
+    running = Q(started_at__isnull=True) | Q(started_at__gt=now - timedelta(seconds=duration))
+    held = Q(status=Status.READY) | (Q(status=Status.RUNNING) & running)
     return Task.objects.using(using).filter(held, concurrency_key=key).count()
 
 
@@ -128,7 +130,7 @@ def sweep(using: str, now: datetime) -> int:
         .values_list("concurrency_key", flat=True)
         .distinct()
     )
-    return sum(promote(using, key, now) for key in list(keys))
+    return sum(promote(using, key, now) for key in sorted(keys))
 
 
 def discarded_note(concurrency: Concurrency) -> str:

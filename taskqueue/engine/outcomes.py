@@ -1,7 +1,8 @@
 """What became of an attempt, and writing that down in batches.
 
-Every write is guarded by `status = running AND claimed_by = this worker`: if the task was taken
-away meanwhile (its worker presumed dead), a late outcome changes nothing.
+Every write is fenced on the claim it belongs to (`id`, `claims` and `status = running`): if the task
+was taken away meanwhile (its worker presumed dead, the task recovered and claimed again), a late
+outcome changes nothing and is logged.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import traceback as traceback_module
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import Enum
 from typing import Any
 
 from django.db import connections, transaction
@@ -72,6 +74,8 @@ class RetryLater:
     count_attempt: bool = True
     error: ErrorInfo | None = None
     after_write: AfterWrite = None
+    # Back in its old place in the queue (its run time kept), as a task that never really ran.
+    keep_place: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,13 +95,62 @@ Outcome = Succeeded | RetryLater | Failed | Cancelled
 
 
 def put_back(task: ClaimedTask) -> RetryLater:
-    """An attempt that never really ran (shutdown): ready again at once, not counted."""
-    return RetryLater(task, run_at=None, count_attempt=False)
+    """An attempt that never really ran (shutdown): ready again in its old place, not counted."""
+    return RetryLater(task, run_at=None, count_attempt=False, keep_place=True)
+
+
+# Where a task goes back to when it is to run again: cancelled if a cancel came for it meanwhile (a
+# cancel wins), blocked if it has a concurrency key (it waits for a slot like a new task, and is
+# promoted in the same transaction if one is free), else ready.
+REQUEUE_STATUS = (
+    f"CASE WHEN cancel_requested THEN '{Status.CANCELLED}' WHEN concurrency_key IS NOT NULL "
+    f"THEN '{Status.BLOCKED}' ELSE '{Status.READY}' END"
+)
+REQUEUE_FINISHED_AT = "CASE WHEN cancel_requested THEN %s END"
+# Every write of an attempt's outcome is fenced on the claim it belongs to.
+FENCE = f"id = %s AND claims = %s AND status = '{Status.RUNNING}'"
+
+
+def storable(value: Any) -> tuple[str, bool]:
+    """`value` as JSON text every database stores, and whether anything had to be replaced.
+
+    PostgreSQL's jsonb refuses NUL characters and lone surrogates, which Python strings may hold (a
+    return value, an exception's message): those are replaced with U+FFFD instead of failing the write
+    forever. The check is a substring test on the encoded text, so ordinary values cost nothing more."""
+    text = json.dumps(value)
+    if "\\u0000" not in text and "\\ud" not in text:
+        return text, False
+    cleaned = _scrubbed(value)
+    return json.dumps(cleaned), cleaned != value
+
+
+def _scrubbed(value: Any) -> Any:
+    if isinstance(value, str):
+        return "".join("\ufffd" if char == "\x00" or "\ud800" <= char <= "\udfff" else char for char in value)
+    if isinstance(value, list):
+        return [_scrubbed(item) for item in value]
+    if isinstance(value, dict):
+        return {_scrubbed(key): _scrubbed(item) for key, item in value.items()}
+    return value
+
+
+class Start(Enum):
+    """What `Recorder.begin` found when it went to start a task."""
+
+    RUN = "run"
+    CANCELLED = "cancelled"  # a cancel came while it waited in its batch: ended cancelled, never run
+    GONE = "gone"  # no longer held by this claim (its worker was presumed dead): not to be run here
 
 
 @dataclass
 class Recorder:
-    """Buffers outcomes of one worker and writes them in as few statements as their shapes allow."""
+    """Writes one worker thread's outcomes and starts, each fenced on the claim it belongs to.
+
+    `begin(task)` writes the pending outcomes and starts `task` in one transaction, just before it
+    runs: so a finished task's outcome is durable before the next task of its batch starts, and a task
+    is charged an attempt only once it really starts. `flush()` writes what is pending (at the end of
+    a batch, before the next claim).
+    """
 
     using: str
     worker_id: int
@@ -113,105 +166,129 @@ class Recorder:
 
         On a database error the outcomes stay pending, to be written by the next call.
         """
-        if not self.pending:
-            return
+        if self.pending:
+            self._write(None)
+
+    def begin(self, task: ClaimedTask) -> Start:
+        """Write the pending outcomes and start `task` (count its attempt, stamp its start) at once.
+
+        On a database error nothing changed: the outcomes stay pending and the task is not started."""
+        return self._write(task)
+
+    def _write(self, starting: ClaimedTask | None) -> Start:
         connection = connections[self.using]
-        writer = _Writer(connection, self.worker_id, self.worker_name, timezone.now())
-        plain = [o.task.id for o in self.pending if isinstance(o, Succeeded) and o.return_value is None]
+        writer = _Writer(connection, self.worker_name, timezone.now())
+        start = Start.RUN
         with transaction.atomic(using=self.using), connection.cursor() as cursor:
-            if plain and self.retention == 0:
-                writer.delete(cursor, plain)
-            elif plain:
-                writer.succeeded(cursor, plain)
-            writer.succeeded_with_values(
-                cursor, [o for o in self.pending if isinstance(o, Succeeded) and o.return_value is not None]
-            )
-            for outcome in self.pending:
-                if not isinstance(outcome, Succeeded):
-                    writer.one(cursor, outcome)
-            # Slots freed by finished tasks go to blocked tasks of their keys, in the same transaction.
-            for key in {o.task.concurrency_key for o in self.pending if o.task.concurrency_key and _final(o)}:
+            written = [outcome for outcome in self.pending if writer.outcome(cursor, outcome, self.retention)]
+            keys = {o.task.concurrency_key for o in written if o.task.concurrency_key}
+            if starting is not None:
+                start = writer.start(cursor, starting)
+                if start is Start.CANCELLED and starting.concurrency_key:
+                    keys.add(starting.concurrency_key)
+            # Slots freed by finished tasks, and retried tasks waiting for one, are settled in the same
+            # transaction; keys are locked in one order, so two processes never deadlock on them.
+            for key in sorted(keys):
                 concurrency.promote(self.using, key, writer.now)
-        written, self.pending = self.pending, []
+        self.pending = []
         for outcome in written:
             if outcome.after_write is not None:
                 try:
                     outcome.after_write(writer.now)
                 except Exception:
                     logger.exception("after-write hook of task %s failed", outcome.task.id)
-
-
-def _final(outcome: Outcome) -> bool:
-    return not isinstance(outcome, RetryLater)
+        return start
 
 
 class _Writer:
-    """The statements of one flush. Every one is guarded: only tasks still running for this worker change."""
+    """The statements of one transaction. Each is fenced: only the claim it belongs to can change a row,
+    so a write from a worker that was presumed dead (and replaced) changes nothing, and is logged."""
 
-    def __init__(self, connection: Any, worker_id: int, worker_name: str, now: datetime) -> None:
-        self.worker_id = worker_id
+    def __init__(self, connection: Any, worker_name: str, now: datetime) -> None:
         self.worker_name = worker_name
         self.now = now
         self.stamp = connection.ops.adapt_datetimefield_value(now)
         self.adapt = connection.ops.adapt_datetimefield_value
         self.json = Dialect(connection.vendor).json_param
-        self.guard = f"status = '{Status.RUNNING}' AND claimed_by_id = %s"
 
-    def delete(self, cursor: Any, ids: list[int]) -> None:
-        marks = ", ".join(["%s"] * len(ids))
-        cursor.execute(f"DELETE FROM {TABLE} WHERE id IN ({marks}) AND {self.guard}", [*ids, self.worker_id])
-
-    def succeeded(self, cursor: Any, ids: list[int]) -> None:
-        marks = ", ".join(["%s"] * len(ids))
+    def start(self, cursor: Any, task: ClaimedTask) -> Start:
         cursor.execute(
-            f"UPDATE {TABLE} SET status = '{Status.SUCCEEDED}', finished_at = %s, worker = %s "
-            f"WHERE id IN ({marks}) AND {self.guard}",
-            [self.stamp, self.worker_name, *ids, self.worker_id],
+            f"UPDATE {TABLE} SET "
+            f"attempts = attempts + CASE WHEN cancel_requested THEN 0 ELSE 1 END, "
+            f"started_at = CASE WHEN cancel_requested THEN started_at ELSE %s END, "
+            f"finished_at = CASE WHEN cancel_requested THEN %s END, "
+            f"status = CASE WHEN cancel_requested THEN '{Status.CANCELLED}' ELSE status END "
+            f"WHERE {FENCE} RETURNING cancel_requested, attempts",
+            [self.stamp, self.stamp, task.id, task.claims],
         )
+        row = cursor.fetchone()
+        if row is None:
+            logger.warning("task id=%s claim=%s is no longer held by this worker: not started", task.id, task.claims)
+            return Start.GONE
+        if row[0]:
+            return Start.CANCELLED
+        task.attempts = row[1]
+        task.raw_started_at = self.now
+        return Start.RUN
 
-    def succeeded_with_values(self, cursor: Any, outcomes: list[Succeeded]) -> None:
-        if outcomes:
-            cursor.executemany(
-                f"UPDATE {TABLE} SET status = '{Status.SUCCEEDED}', finished_at = %s, worker = %s, "
-                f"return_value = {self.json} WHERE id = %s AND {self.guard}",
-                [
-                    [self.stamp, self.worker_name, json.dumps(o.return_value), o.task.id, self.worker_id]
-                    for o in outcomes
-                ],
-            )
-
-    def one(self, cursor: Any, outcome: Outcome) -> None:
+    def outcome(self, cursor: Any, outcome: Outcome, retention: float) -> bool:
+        """Write one outcome; False if its claim no longer holds the row (the write is dropped)."""
         task = outcome.task
-        if isinstance(outcome, RetryLater):
+        if isinstance(outcome, Succeeded):
+            if retention == 0:
+                cursor.execute(f"DELETE FROM {TABLE} WHERE {FENCE}", [task.id, task.claims])
+            elif outcome.return_value is None:
+                cursor.execute(
+                    f"UPDATE {TABLE} SET status = '{Status.SUCCEEDED}', finished_at = %s, worker = %s WHERE {FENCE}",
+                    [self.stamp, self.worker_name, task.id, task.claims],
+                )
+            else:
+                value, replaced = storable(outcome.return_value)
+                note = task.note + (REPLACED_NOTE if replaced else "")
+                cursor.execute(
+                    f"UPDATE {TABLE} SET status = '{Status.SUCCEEDED}', finished_at = %s, worker = %s, "
+                    f"return_value = {self.json}, note = %s WHERE {FENCE}",
+                    [self.stamp, self.worker_name, value, note, task.id, task.claims],
+                )
+        elif isinstance(outcome, RetryLater):
             errors = task.errors
             if outcome.error is not None:
                 errors = [*errors, outcome.error.entry(task.attempts, self.worker_name, self.now)]
-            # A cancel that came while it ran, too late for its worker to pass on (say, at shutdown), wins.
+            run_at = "run_at" if outcome.keep_place else "%s"
             cursor.execute(
-                f"UPDATE {TABLE} SET status = CASE WHEN cancel_requested THEN '{Status.CANCELLED}' "
-                f"ELSE '{Status.READY}' END, finished_at = CASE WHEN cancel_requested THEN %s END, "
-                f"run_at = %s, attempts = attempts - %s, "
-                f"claimed_by_id = NULL, worker = %s, errors = {self.json} WHERE id = %s AND {self.guard}",
+                f"UPDATE {TABLE} SET status = {REQUEUE_STATUS}, finished_at = {REQUEUE_FINISHED_AT}, "
+                f"run_at = {run_at}, attempts = attempts - %s, claimed_by_id = NULL, worker = %s, "
+                f"errors = {self.json} WHERE {FENCE}",
                 [
                     self.stamp,
-                    self.adapt(outcome.run_at or self.now),
+                    *([] if outcome.keep_place else [self.adapt(outcome.run_at or self.now)]),
                     0 if outcome.count_attempt else 1,
                     self.worker_name,
-                    json.dumps(errors),
+                    storable(errors)[0],
                     task.id,
-                    self.worker_id,
+                    task.claims,
                 ],
             )
         elif isinstance(outcome, Failed):
             errors = [*task.errors, outcome.error.entry(task.attempts, self.worker_name, self.now)]
             cursor.execute(
                 f"UPDATE {TABLE} SET status = '{Status.FAILED}', finished_at = %s, worker = %s, "
-                f"errors = {self.json} WHERE id = %s AND {self.guard}",
-                [self.stamp, self.worker_name, json.dumps(errors), task.id, self.worker_id],
+                f"errors = {self.json} WHERE {FENCE}",
+                [self.stamp, self.worker_name, storable(errors)[0], task.id, task.claims],
             )
-        elif isinstance(outcome, Cancelled):
+        else:
             cursor.execute(
-                f"UPDATE {TABLE} SET status = '{Status.CANCELLED}', finished_at = %s, worker = %s "
-                f"WHERE id = %s AND {self.guard}",
-                [self.stamp, self.worker_name, task.id, self.worker_id],
+                f"UPDATE {TABLE} SET status = '{Status.CANCELLED}', finished_at = %s, worker = %s WHERE {FENCE}",
+                [self.stamp, self.worker_name, task.id, task.claims],
             )
+        if cursor.rowcount == 1:
+            return True
+        logger.warning(
+            "stale outcome dropped: task id=%s claim=%s is no longer held by this worker (it was presumed dead)",
+            task.id,
+            task.claims,
+        )
+        return False
+
+
+REPLACED_NOTE = " [return value: NUL characters or lone surrogates replaced with U+FFFD]"

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from taskqueue.engine.claim import ClaimedTask
 from taskqueue.engine.executors import executor_for
 from taskqueue.engine.outcomes import AfterWrite, Cancelled, ErrorInfo, Failed, Outcome, RetryLater, Succeeded
+from taskqueue.exceptions import DeserializationExc
 
 logger = logging.getLogger("taskqueue.task")
 
@@ -65,6 +66,8 @@ def run_task(task: ClaimedTask, control: TaskControl) -> Outcome:
     started = time.perf_counter()
     _current.control = control
     try:
+        if task.problem is not None:
+            raise DeserializationExc(task.problem)
         executor = executor_for(task.kind)
         if executor is None:
             raise UnknownTaskKind(f"No front door runs tasks of kind {task.kind!r} (is its module imported?)")

@@ -1,40 +1,51 @@
 """`Worker` (one thread claiming and running tasks) and `WorkerGroup` (the threads of one process).
 
-A WorkerGroup registers the process, beats its heartbeat, recovers tasks of dead workers, listens
-for wake-ups, and on stop puts back what its threads did not finish, without counting the attempt.
+A WorkerGroup registers the process and runs its duties beside the workers: a heartbeat on a thread
+and connection of its own (so it never waits behind task work), recovery of dead workers' tasks,
+wake-ups, giving back the unstarted rest of a batch stuck behind a slow task, and at stop, putting
+back what its threads did not finish, without counting the attempt.
+
+Nothing ends a thread silently: an unexpected error is logged and the loop goes on with backoff; a
+thread that dies anyway marks the group failed, which stops it, and the worker command then exits
+non-zero for its supervisor to start a new process.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 
 from django.db import DatabaseError, connections, router
-from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from taskqueue.conf import EngineSettings, load_settings
 from taskqueue.engine import concurrency, executors, liveness
 from taskqueue.engine.claim import ClaimedTask, Claimer
-from taskqueue.engine.outcomes import Recorder, put_back
+from taskqueue.engine.outcomes import ErrorInfo, Failed, Recorder, Start
 from taskqueue.engine.running import TaskControl, run_task
-from taskqueue.models import Status, Task
+from taskqueue.models import Task
 
 logger = logging.getLogger("taskqueue.worker")
 
-# Outcomes are written at least this often while a batch runs (and always at its end).
-FLUSH_INTERVAL = 0.05
 # A batch grows while tasks take less than this each, and drops to one task when they take longer.
 QUICK_TASK_SECONDS = 0.005
-PRUNE_INTERVAL = 60.0
+# Claimed tasks waiting in a batch behind one that has run this long are given back to the queue (in
+# their old place, uncounted), so idle workers can take them: the batch's quick-task horizon.
+RELEASE_AFTER = 0.2
+RELEASE_CHECK_INTERVAL = 0.05
+PRUNE_INTERVAL = 10.0
 # A task claimed under this process but held by none of its threads for this long was claimed by a
 # statement whose reply the connection lost: it is put back.
 ORPHAN_AFTER = timedelta(seconds=30)
+# After a wake-up finds nothing due (the enqueuing host's clock a little ahead of ours), look again
+# after these waits before going back to the idle poll.
+REPOLL_AFTER_WAKE = (0.02, 0.05, 0.1, 0.2, 0.4)
 
 
 def backoff_seconds(failures: int) -> float:
@@ -66,14 +77,19 @@ class Worker(threading.Thread):
         self.stopping = threading.Event()
         self.wake = threading.Event()
         self.group: WorkerGroup | None = None
-        # Ids of tasks this thread claimed and has not yet recorded an outcome for.
+        # Why this thread ended unexpectedly (None while it runs, or after a normal stop).
+        self.failure: str | None = None
+        # Ids of tasks this thread claimed and has not yet recorded an outcome for, and the claimed
+        # tasks of its batch not yet started (the group's releaser may take those back).
         self._held: set[int] = set()
-        self._held_lock = threading.Lock()
-        # The task running now, and its control (the heartbeat sets its `cancelled` on a revoke).
-        self.running: tuple[int, TaskControl] | None = None
+        self._waiting: collections.deque[ClaimedTask] = collections.deque()
+        self._lock = threading.Lock()
+        # The task running now, its control (the heartbeat sets its `cancelled` on a revoke), and when
+        # it started (time.monotonic()).
+        self.running: tuple[int, TaskControl, float] | None = None
 
     def held(self) -> set[int]:
-        with self._held_lock:
+        with self._lock:
             return set(self._held)
 
     def request_stop(self) -> None:
@@ -92,12 +108,18 @@ class Worker(threading.Thread):
         if own_group:
             # Started on its own: it is then a group of one, whose process duties run beside it.
             WorkerGroup([self], name=self.name).start()
+        group = self.group
+        assert group is not None
         try:
-            if self.group.registered.wait() and not self.stopping.is_set():
-                self._loop(self.group)
+            if group.registered.wait() and not self.stopping.is_set():
+                self._loop(group)
+        except BaseException as error:
+            self.failure = f"worker thread {self.name} died: {error!r}"
+            logger.critical("%s", self.failure, exc_info=True)
+            group.thread_failed(self.failure)
         finally:
             if own_group:
-                self.group.request_stop()
+                group.request_stop()
             connections.close_all()
 
     def _loop(self, group: WorkerGroup) -> None:
@@ -107,41 +129,82 @@ class Worker(threading.Thread):
         most = self.batch_size or engine.BATCH_SIZE
         batch = 1
         failures = 0
+        repolls = 0
         while not self.stopping.is_set():
             try:
                 tasks = claimer.claim(batch, timezone.now())
-                with self._held_lock:
-                    self._held.update(task.id for task in tasks)
                 failures = 0
-            except DatabaseError as error:
-                failures = self._database_trouble(error, failures)
+            except Exception as error:
+                failures = self._trouble(group, error, failures)
                 continue
             if not tasks:
                 self._flush(recorder)
-                if self.wake.wait(self.sleep_seconds_when_empty):
+                wait = self.sleep_seconds_when_empty
+                if repolls < len(REPOLL_AFTER_WAKE):
+                    wait = min(wait, REPOLL_AFTER_WAKE[repolls])
+                    repolls += 1
+                if self.wake.wait(wait):
                     self.wake.clear()
+                    repolls = 0
                 continue
+            repolls = len(REPOLL_AFTER_WAKE)
+            with self._lock:
+                self._held.update(task.id for task in tasks)
+                self._waiting.extend(tasks)
             started = time.monotonic()
-            self._run_batch(tasks, recorder)
+            ran = self._run_batch(recorder)
             self._flush(recorder)
-            per_task = (time.monotonic() - started) / len(tasks)
-            batch = min(batch * 2, most) if per_task < QUICK_TASK_SECONDS else 1
+            per_task = (time.monotonic() - started) / max(ran, 1)
+            batch = min(batch * 2, most) if per_task < QUICK_TASK_SECONDS and ran == len(tasks) else 1
         self._flush(recorder)
 
-    def _run_batch(self, tasks: list[ClaimedTask], recorder: Recorder) -> None:
-        last_flush = time.monotonic()
-        for index, task in enumerate(tasks):
-            if self.stopping.is_set():
-                for unstarted in tasks[index:]:
-                    recorder.add(put_back(unstarted))
-                return
+    def _run_batch(self, recorder: Recorder) -> int:
+        """Run the claimed tasks one by one; each starts (with the outcome before it written) just
+        before it runs. Returns how many ran."""
+        ran = 0
+        while True:
+            with self._lock:
+                if not self._waiting:
+                    return ran
+                if self.stopping.is_set():
+                    # Never started: the group puts them back, uncounted, when it stops.
+                    self._waiting.clear()
+                    return ran
+                task = self._waiting.popleft()
+            start = self._begin(recorder, task)
+            if start is not Start.RUN:
+                with self._lock:
+                    self._held.discard(task.id)
+                continue
             control = TaskControl(self.stopping, recorder.worker_name)
-            self.running = (task.id, control)
-            recorder.add(run_task(task, control))
+            self.running = (task.id, control, time.monotonic())
+            outcome = run_task(task, control)
             self.running = None
-            if time.monotonic() - last_flush > FLUSH_INTERVAL:
-                self._flush(recorder)
-                last_flush = time.monotonic()
+            recorder.add(outcome)
+            ran += 1
+
+    def take_waiting(self) -> list[ClaimedTask]:
+        """The claimed tasks of this thread's batch not yet started, handed over (to be given back)."""
+        with self._lock:
+            taken = list(self._waiting)
+            self._waiting.clear()
+            self._held.difference_update(task.id for task in taken)
+        return taken
+
+    def _begin(self, recorder: Recorder, task: ClaimedTask) -> Start:
+        """Start `task` (writing the outcomes before it); through a database outage, keep trying until
+        the worker stops (then it is left unstarted, for the group to put back)."""
+        failures = 0
+        while True:
+            try:
+                return recorder.begin(task)
+            except Exception as error:
+                if not isinstance(error, DatabaseError):
+                    self._unwritable(recorder, error)
+                failures = self._trouble(self.group, error, failures)
+                if self.stopping.is_set() and failures > 3:
+                    self._flush(recorder)
+                    return Start.GONE
 
     def _flush(self, recorder: Recorder) -> None:
         """Write outcomes; through a database outage, keep them and retry until written."""
@@ -150,17 +213,34 @@ class Worker(threading.Thread):
             written = [outcome.task.id for outcome in recorder.pending]
             try:
                 recorder.flush()
-                with self._held_lock:
+                with self._lock:
                     self._held.difference_update(written)
-            except DatabaseError as error:
-                failures = self._database_trouble(error, failures)
+            except Exception as error:
+                if not isinstance(error, DatabaseError):
+                    self._unwritable(recorder, error)
+                failures = self._trouble(self.group, error, failures)
                 if failures > 1000:
                     logger.error("giving up writing %d outcomes; their tasks will be recovered", len(recorder.pending))
                     recorder.pending.clear()
 
-    def _database_trouble(self, error: DatabaseError, failures: int) -> int:
-        logger.warning("database error in %s (retrying): %s", self.name, error)
-        connections[self.group.using].close()
+    @staticmethod
+    def _unwritable(recorder: Recorder, error: Exception) -> None:
+        """Outcomes that cannot be written (not the database's fault) become failures saying why;
+        failures that cannot be written either are dropped, and their tasks recovered as orphans."""
+        logger.error("outcomes could not be written: %r", error, exc_info=True)
+        if all(isinstance(o, Failed) and o.error.exc_class == "taskqueue.UnwritableOutcome" for o in recorder.pending):
+            recorder.pending.clear()
+            return
+        info = ErrorInfo("taskqueue.UnwritableOutcome", f"The outcome could not be stored: {error!r}"[:1000], "")
+        recorder.pending = [Failed(outcome.task, info) for outcome in recorder.pending]
+
+    def _trouble(self, group: WorkerGroup | None, error: Exception, failures: int) -> int:
+        if isinstance(error, DatabaseError):
+            logger.warning("database error in %s (retrying): %s", self.name, error)
+        else:
+            logger.error("unexpected error in %s (retrying): %r", self.name, error, exc_info=True)
+        if group is not None:
+            connections[group.using].close()
         time.sleep(backoff_seconds(failures))
         return failures + 1
 
@@ -174,10 +254,15 @@ class WorkerGroup(threading.Thread):
         name: str = "taskqueue",
         settings: EngineSettings | None = None,
         schedule: bool = True,
+        process_exits: bool = False,
     ) -> None:
-        """`schedule`: also run the scheduler of recurring tasks in this process."""
+        """`schedule`: also run the scheduler of recurring tasks in this process. `process_exits`: the
+        process ends when the group does (the worker command), so tasks still running in its threads
+        after SHUTDOWN_TIMEOUT are put back; otherwise (a group run from Python) they are left to end,
+        since a thread cannot be stopped from outside, and the group waits for them."""
         super().__init__(name=f"{name}-group", daemon=True)
         self.schedule = schedule
+        self.process_exits = process_exits
         self.workers = list(workers)
         self.label = name
         self.engine = settings or load_settings()
@@ -185,8 +270,13 @@ class WorkerGroup(threading.Thread):
         self.process_id: int = 0
         self.worker_label = name
         self.stopping = threading.Event()
+        # Why a thread of this group died (None while all is well): the worker command exits non-zero.
+        self.failure: str | None = None
         # Set once the process is registered (or the group gave up): its workers may claim from then on.
         self.registered = threading.Event()
+        self._ended = threading.Event()
+        self.scheduler: threading.Thread | None = None
+        self._duties: list[threading.Thread] = []
         for worker in self.workers:
             worker.group = self
 
@@ -196,15 +286,34 @@ class WorkerGroup(threading.Thread):
             worker.request_stop()
 
     def stop(self) -> None:
-        """Ask every thread to stop and wait; tasks still running after SHUTDOWN_TIMEOUT are put back."""
+        """Ask every thread to stop and wait. Tasks not started are put back; running ones are asked to
+        stop (`stop_requested()`) and waited for."""
         self.request_stop()
         self.join()
+
+    def thread_failed(self, reason: str) -> None:
+        """A thread of this process died: stop, so the process exits for its supervisor to restart it."""
+        if self.failure is None:
+            self.failure = reason
+        self.request_stop()
 
     def wake_all(self) -> None:
         for worker in self.workers:
             worker.wake.set()
 
     def run(self) -> None:
+        try:
+            self._run()
+        except BaseException as error:
+            self.failure = self.failure or f"worker process duties died: {error!r}"
+            logger.critical("%s", self.failure, exc_info=True)
+            self.request_stop()
+            self.registered.set()
+        finally:
+            self._ended.set()
+            connections.close_all()
+
+    def _run(self) -> None:
         selectors = list(dict.fromkeys(s for worker in self.workers for s in worker.selectors))
         threads = len(self.workers)
         process = self._retry_until_stopped(lambda: liveness.register(self.using, self.label, selectors, threads))
@@ -214,7 +323,8 @@ class WorkerGroup(threading.Thread):
         self.process_id = process.pk
         self.worker_label = str(process)
         executors.worker_starting()
-        alive = liveness.Liveness(self.using, process, self.engine.HEARTBEAT_INTERVAL, self.engine.WORKER_DEAD_AFTER)
+        self._start_duty("heartbeat", lambda: self._heartbeat(liveness.Heartbeat(self.using, process)))
+        self._start_duty("releaser", self._release_stuck_batches)
         if self.engine.LISTEN_NOTIFY and connections[self.using].vendor == "postgresql":
             from taskqueue.worker.wakeup import Listener
 
@@ -233,61 +343,123 @@ class WorkerGroup(threading.Thread):
         if self.schedule:
             from taskqueue.worker.scheduler import Scheduler
 
-            Scheduler(self.engine, self.stopping).start()
-        self._keep_alive(alive)
+            self.scheduler = Scheduler(self.engine, self.stopping)
+            self.scheduler.start()
+        recovery = liveness.Recovery(
+            self.using, self.process_id, self.engine.HEARTBEAT_INTERVAL, self.engine.WORKER_DEAD_AFTER
+        )
+        self._maintain(recovery)
+        self._shut_down()
+
+    def _shut_down(self) -> None:
         deadline = time.monotonic() + self.engine.SHUTDOWN_TIMEOUT
         for worker in self.workers:
             worker.join(timeout=max(deadline - time.monotonic(), 0))
-        self._retry_until_stopped(self._put_back_unfinished, give_up_after=10)
+        busy = [worker for worker in self.workers if worker.is_alive()]
+        keep: set[int] = set()
+        if busy and not self.process_exits:
+            keep = set().union(*(worker.held() for worker in busy))
+            logger.warning("waiting for %d tasks still running after the shutdown timeout", len(busy))
+        self._retry_until_stopped(lambda: liveness.put_back(self.using, self.process_id, keep=keep), give_up_after=10)
+        if keep:
+            for worker in busy:
+                worker.join()  # its task ends, and its outcome is written, under this process's heartbeat
+        self._ended.set()
         self._retry_until_stopped(lambda: liveness.deregister(self.using, self.process_id), give_up_after=10)
-        connections.close_all()
         logger.info("worker process stopped id=%s", self.process_id)
 
-    def _keep_alive(self, alive: liveness.Liveness) -> None:
+    def _start_duty(self, name: str, duty: Callable[[], None]) -> None:
+        def run() -> None:
+            try:
+                duty()
+            except BaseException as error:
+                logger.critical("%s thread died", name, exc_info=True)
+                self.thread_failed(f"{name} thread died: {error!r}")
+            finally:
+                connections.close_all()
+
+        thread = threading.Thread(target=run, name=f"taskqueue-{name}", daemon=True)
+        self._duties.append(thread)
+        thread.start()
+
+    def _heartbeat(self, heartbeat: liveness.Heartbeat) -> None:
+        """Beat until the group has ended (not just stopping: tasks still finishing need it)."""
+        failures = 0
+        while True:
+            try:
+                heartbeat.beat(sum(worker.is_alive() for worker in self.workers), self._scheduler_alive())
+                failures = 0
+            except Exception as error:
+                logger.warning("heartbeat failed (retrying): %r", error)
+                connections[self.using].close()
+                failures += 1
+            if self._ended.wait(self.engine.HEARTBEAT_INTERVAL if failures == 0 else backoff_seconds(failures)):
+                return
+
+    def _scheduler_alive(self) -> bool | None:
+        if self.scheduler is None:
+            return None
+        return self.scheduler.is_alive() or self.stopping.is_set()
+
+    def _maintain(self, recovery: liveness.Recovery) -> None:
+        """The process duties, every HEARTBEAT_INTERVAL: recover dead workers' tasks, put back orphans,
+        promote blocked tasks, pass on cancels, prune; and watch that every thread still lives."""
         failures = 0
         next_prune = 0.0
-        while not self.stopping.wait(self.engine.HEARTBEAT_INTERVAL if failures == 0 else 0):
+        while not self.stopping.wait(self.engine.HEARTBEAT_INTERVAL if failures == 0 else backoff_seconds(failures)):
+            self._watch_threads()
             try:
-                alive.beat()
-                alive.recover()
+                recovery.recover()
                 held = set().union(*(worker.held() for worker in self.workers))
-                alive.release_orphans(held, older_than=ORPHAN_AFTER)
+                recovery.release_orphans(held, older_than=ORPHAN_AFTER, now=time.monotonic())
                 concurrency.sweep(self.using, timezone.now())
-                self._pass_on_cancellations(alive.cancel_requests())
-                if time.monotonic() >= next_prune and self.engine.RESULT_RETENTION > 0:
-                    liveness.prune_succeeded(self.using, self.engine.RESULT_RETENTION)
-                    next_prune = time.monotonic() + PRUNE_INTERVAL
+                self._pass_on_cancellations(recovery.cancel_requests())
+                if time.monotonic() >= next_prune:
+                    pruned = liveness.prune_finished(self.using, self.engine.RESULT_RETENTION)
+                    # Behind (a full budget's worth): prune again at the next pass.
+                    next_prune = time.monotonic() + (0 if pruned >= liveness.PRUNE_BATCH else PRUNE_INTERVAL)
                 failures = 0
-            except DatabaseError as error:
-                logger.warning("heartbeat failed (retrying): %s", error)
+            except Exception as error:
+                if isinstance(error, DatabaseError):
+                    logger.warning("process duties: database error (retrying): %s", error)
+                else:
+                    logger.error("process duties: unexpected error (retrying): %r", error, exc_info=True)
                 connections[self.using].close()
-                self.stopping.wait(backoff_seconds(failures))
                 failures += 1
+
+    def _watch_threads(self) -> None:
+        dead = [worker.name for worker in self.workers if not worker.is_alive() and not worker.stopping.is_set()]
+        dead += [duty.name for duty in self._duties if not duty.is_alive()]
+        if self.scheduler is not None and not self.scheduler.is_alive():
+            dead.append(self.scheduler.name)
+        if dead:
+            self.thread_failed(f"threads died: {', '.join(dead)}")
+
+    def _release_stuck_batches(self) -> None:
+        """Give back the unstarted rest of a batch whose current task has run past RELEASE_AFTER."""
+        while not self._ended.wait(RELEASE_CHECK_INTERVAL):
+            for worker in self.workers:
+                running = worker.running
+                if running is None or time.monotonic() - running[2] < RELEASE_AFTER:
+                    continue
+                waiting = worker.take_waiting()
+                if waiting:
+                    self._give_back(waiting)
+
+    def _give_back(self, tasks: list[ClaimedTask]) -> None:
+        claims = [(task.id, task.claims) for task in tasks]
+        released = self._retry_until_stopped(lambda: liveness.release_unstarted(self.using, claims), give_up_after=5)
+        if released is None:
+            logger.warning("could not give back %d claimed tasks; they will be put back as orphans", len(tasks))
+        elif released:
+            logger.info("gave back %d claimed tasks waiting behind a long task", released)
+            self.wake_all()
 
     def _pass_on_cancellations(self, task_ids: set[int]) -> None:
         for worker in self.workers:
             running = worker.running
             if running is not None and running[0] in task_ids:
                 running[1].cancelled.set()
-
-    def _put_back_unfinished(self) -> None:
-        """Claimed tasks no thread finished (shutdown timeout): ready again, the attempt not counted;
-        cancelled instead if a cancel came for them meanwhile."""
-        now = timezone.now()
-        cancel_requested = Q(cancel_requested=True)
-        put = (
-            Task.objects.using(self.using)
-            .filter(status=Status.RUNNING, claimed_by_id=self.process_id)
-            .update(
-                status=Case(When(cancel_requested, then=Value(Status.CANCELLED)), default=Value(Status.READY)),
-                finished_at=Case(When(cancel_requested, then=Value(now)), default=None),
-                attempts=F("attempts") - 1,
-                claimed_by=None,
-                run_at=now,
-            )
-        )
-        if put:
-            logger.warning("put back %d unfinished tasks at shutdown", put)
 
     def _retry_until_stopped(self, action, give_up_after: int | None = None):
         failures = 0
