@@ -75,6 +75,19 @@ class Environment:
             raise ImproperlyConfigured(f"{name}={value!r} must be at least {minimum}.")
         return number
 
+    def seconds(self, name: str, default: float) -> float:
+        """A positive number of seconds, such as 2 or 0.5."""
+        value = self._env.str(name, default=None)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            raise ImproperlyConfigured(f"{name}={value!r} is not a number of seconds.") from None
+        if not number > 0 or number == float("inf"):
+            raise ImproperlyConfigured(f"{name}={value!r} must be a positive number of seconds.")
+        return number
+
     def list(self, name: str, default: list[str]) -> list[str]:
         value = self._env.str(name, default=None)
         if value is None:

@@ -68,7 +68,11 @@ DATABASES = {"default": env.database("DATABASE_URL", default=f"sqlite:///{BASE_D
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # The task queue's tables stay on "default" unless QUEUE_DATABASE_URL gives them a database of their own.
 DATABASE_ROUTERS = ["taskqueue.routers.TaskQueueRouter"]
-TASKQUEUE: dict = {}
+# The engine's timings (see the README); what is not set here keeps the engine's default.
+TASKQUEUE: dict = {
+    name: env.seconds(f"TASKQUEUE_{name}", default)
+    for name, default in (("HEARTBEAT_INTERVAL", 2.0), ("WORKER_DEAD_AFTER", 120.0), ("SHUTDOWN_TIMEOUT", 25.0))
+}
 if os.environ.get("QUEUE_DATABASE_URL"):
     DATABASES["queue"] = env.database("QUEUE_DATABASE_URL", default="")
     TASKQUEUE["DATABASE"] = "queue"

@@ -68,7 +68,9 @@ class Command(BaseCommand):
         ]
         if options["only_schedule"]:
             workers = []
-        run_until_signalled(WorkerGroup(workers, name=name, settings=engine, schedule=not options["only_work"]))
+        run_until_signalled(
+            WorkerGroup(workers, name=name, settings=engine, schedule=not options["only_work"], process_exits=True)
+        )
 
     def groups(self, configured: tuple[WorkerGroupConfig, ...], options: dict[str, Any]) -> list[WorkerGroupConfig]:
         if not (options["queues"] or options["threads"] or options["interval"]):
