@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from django.db import connections
 
 logger = logging.getLogger("taskqueue.wakeup")
 CHANNEL = "taskqueue"
+# A connection that only listens sends nothing, so a half-open one (a failover, a dropped route) would
+# go unnoticed: TCP keepalives and a bounded wait for unacknowledged data notice it, and a query every
+# PROBE_INTERVAL seconds proves the server still answers.
+KEEPALIVE = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3,
+             "tcp_user_timeout": 15000}  # fmt: skip
+PROBE_INTERVAL = 30.0
 
 
 class Listener(threading.Thread):
@@ -29,15 +36,21 @@ class Listener(threading.Thread):
         params = connections[self.using].get_connection_params()
         params.pop("cursor_factory", None)
         params.pop("context", None)
+        params = KEEPALIVE | params
         backoff = 0.5
         while not self.stopping.is_set():
             try:
                 with psycopg.connect(**params, autocommit=True) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     backoff = 0.5
+                    self.on_wake()  # what became ready while nobody listened
+                    probed = time.monotonic()
                     while not self.stopping.is_set():
                         for _ in conn.notifies(timeout=1.0, stop_after=1):
                             self.on_wake()
+                        if time.monotonic() - probed > PROBE_INTERVAL:
+                            conn.execute("SELECT 1")
+                            probed = time.monotonic()
             except psycopg.Error as error:
                 logger.info("wake-up listener reconnecting in %.1fs: %s", backoff, error)
                 self.stopping.wait(backoff)
