@@ -178,18 +178,21 @@ class Recorder:
     def _write(self, starting: ClaimedTask | None) -> Start:
         connection = connections[self.using]
         writer = _Writer(connection, self.worker_name, timezone.now())
-        start = Start.RUN
-        with transaction.atomic(using=self.using), connection.cursor() as cursor:
-            written = [outcome for outcome in self.pending if writer.outcome(cursor, outcome, self.retention)]
-            keys = {o.task.concurrency_key for o in written if o.task.concurrency_key}
-            if starting is not None:
-                start = writer.start(cursor, starting)
-                if start is Start.CANCELLED and starting.concurrency_key:
-                    keys.add(starting.concurrency_key)
-            # Slots freed by finished tasks, and retried tasks waiting for one, are settled in the same
-            # transaction; keys are locked in one order, so two processes never deadlock on them.
-            for key in sorted(keys):
-                concurrency.promote(self.using, key, writer.now)
+        statements = [writer.outcome(outcome, self.retention) for outcome in self.pending]
+        if starting is not None:
+            statements.append(writer.start(starting))
+        keys = {o.task.concurrency_key for o in self.pending if o.task.concurrency_key}
+        if starting is not None and starting.concurrency_key:
+            keys.add(starting.concurrency_key)
+        postgresql = connection.vendor == "postgresql"
+        if postgresql:
+            self._tune(connection)
+        if postgresql and not keys and not connection.in_atomic_block:
+            results = _run_as_one_statement(connection, statements)
+        else:
+            results = _run_in_a_transaction(connection, statements, lambda: self._promote(keys, writer.now))
+        written = [o for o, changed in zip(self.pending, results, strict=False) if _kept(o, changed)]
+        start = writer.started(starting, results[-1]) if starting is not None else Start.RUN
         self.pending = []
         for outcome in written:
             if outcome.after_write is not None:
@@ -199,10 +202,74 @@ class Recorder:
                     logger.exception("after-write hook of task %s failed", outcome.task.id)
         return start
 
+    def _promote(self, keys: set[str], now: datetime) -> None:
+        # Slots freed by finished tasks, and retried tasks waiting for one, are settled in the same
+        # transaction; keys are locked in one order, so two processes never deadlock on them.
+        for key in sorted(keys):
+            concurrency.promote(self.using, key, now)
+
+    _tuned_on: Any = None
+
+    def _tune(self, connection: Any) -> None:
+        """A worker's own writes commit asynchronously on PostgreSQL: visible at once and safe from the
+        worker's death, without waiting for a disk flush per task. Only a crash of the database server
+        itself can lose the last fraction of a second of them, and those tasks then run again."""
+        connection.ensure_connection()
+        if self._tuned_on is not connection.connection:
+            with connection.cursor() as cursor:
+                cursor.execute("SET synchronous_commit = off")
+            self._tuned_on = connection.connection
+
+
+# A statement of one write: SQL, its parameters, and whether it returns the start's row.
+Statement = tuple[str, list[Any]]
+
+
+def _run_in_a_transaction(connection: Any, statements: list[Statement], then: Callable[[], None]) -> list[Any]:
+    """Each statement in turn, in one transaction; for each, the rows it changed (the start: its row)."""
+    results: list[Any] = []
+    with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+        for sql, params in statements:
+            cursor.execute(sql, params)
+            results.append(cursor.fetchone() if " RETURNING " in sql else cursor.rowcount)
+        then()
+    return results
+
+
+def _run_as_one_statement(connection: Any, statements: list[Statement]) -> list[Any]:
+    """PostgreSQL: all the statements as data-modifying CTEs of one statement, atomic by itself and one
+    round trip to the server. They touch different rows, so seeing one snapshot changes nothing."""
+    parts, params, picks = [], [], []
+    for index, (sql, values) in enumerate(statements):
+        returns_row = " RETURNING " in sql
+        parts.append(f"s{index} AS ({sql if returns_row else sql + ' RETURNING 1'})")
+        params.extend(values)
+        picks.append(f"(SELECT cancel_requested FROM s{index}), (SELECT attempts FROM s{index})" if returns_row
+                     else f"(SELECT count(*) FROM s{index})")  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute(f"WITH {', '.join(parts)} SELECT {', '.join(picks)}", params)
+        row = list(cursor.fetchone())
+    if statements and " RETURNING " in statements[-1][0]:
+        attempts = row.pop()
+        cancelled = row.pop()
+        row.append(None if attempts is None else (cancelled, attempts))
+    return row
+
+
+def _kept(outcome: Outcome, changed: int) -> bool:
+    if changed == 1:
+        return True
+    logger.warning(
+        "stale outcome dropped: task id=%s claim=%s is no longer held by this worker (it was presumed dead)",
+        outcome.task.id,
+        outcome.task.claims,
+    )
+    return False
+
 
 class _Writer:
-    """The statements of one transaction. Each is fenced: only the claim it belongs to can change a row,
-    so a write from a worker that was presumed dead (and replaced) changes nothing, and is logged."""
+    """The statements of one write. Each is fenced: only the claim it belongs to can change a row, so a
+    write from a worker that was presumed dead (and replaced) changes nothing, and is logged."""
 
     def __init__(self, connection: Any, worker_name: str, now: datetime) -> None:
         self.worker_name = worker_name
@@ -211,8 +278,9 @@ class _Writer:
         self.adapt = connection.ops.adapt_datetimefield_value
         self.json = Dialect(connection.vendor).json_param
 
-    def start(self, cursor: Any, task: ClaimedTask) -> Start:
-        cursor.execute(
+    def start(self, task: ClaimedTask) -> Statement:
+        """Count the attempt and stamp the start; or, if a cancel came meanwhile, end it cancelled."""
+        return (
             f"UPDATE {TABLE} SET "
             f"attempts = attempts + CASE WHEN cancel_requested THEN 0 ELSE 1 END, "
             f"started_at = CASE WHEN cancel_requested THEN started_at ELSE %s END, "
@@ -221,41 +289,41 @@ class _Writer:
             f"WHERE {FENCE} RETURNING cancel_requested, attempts",
             [self.stamp, self.stamp, task.id, task.claims],
         )
-        row = cursor.fetchone()
+
+    def started(self, task: ClaimedTask, row: Any) -> Start:
         if row is None:
             logger.warning("task id=%s claim=%s is no longer held by this worker: not started", task.id, task.claims)
             return Start.GONE
         if row[0]:
             return Start.CANCELLED
-        task.attempts = row[1]
+        task.attempts = int(row[1])
         task.raw_started_at = self.now
         return Start.RUN
 
-    def outcome(self, cursor: Any, outcome: Outcome, retention: float) -> bool:
-        """Write one outcome; False if its claim no longer holds the row (the write is dropped)."""
+    def outcome(self, outcome: Outcome, retention: float) -> Statement:
         task = outcome.task
+        fence = [task.id, task.claims]
         if isinstance(outcome, Succeeded):
             if retention == 0:
-                cursor.execute(f"DELETE FROM {TABLE} WHERE {FENCE}", [task.id, task.claims])
-            elif outcome.return_value is None:
-                cursor.execute(
+                return f"DELETE FROM {TABLE} WHERE {FENCE}", fence
+            if outcome.return_value is None:
+                return (
                     f"UPDATE {TABLE} SET status = '{Status.SUCCEEDED}', finished_at = %s, worker = %s WHERE {FENCE}",
-                    [self.stamp, self.worker_name, task.id, task.claims],
+                    [self.stamp, self.worker_name, *fence],
                 )
-            else:
-                value, replaced = storable(outcome.return_value)
-                note = task.note + (REPLACED_NOTE if replaced else "")
-                cursor.execute(
-                    f"UPDATE {TABLE} SET status = '{Status.SUCCEEDED}', finished_at = %s, worker = %s, "
-                    f"return_value = {self.json}, note = %s WHERE {FENCE}",
-                    [self.stamp, self.worker_name, value, note, task.id, task.claims],
-                )
-        elif isinstance(outcome, RetryLater):
+            value, replaced = storable(outcome.return_value)
+            note = task.note + (REPLACED_NOTE if replaced else "")
+            return (
+                f"UPDATE {TABLE} SET status = '{Status.SUCCEEDED}', finished_at = %s, worker = %s, "
+                f"return_value = {self.json}, note = %s WHERE {FENCE}",
+                [self.stamp, self.worker_name, value, note, *fence],
+            )
+        if isinstance(outcome, RetryLater):
             errors = task.errors
             if outcome.error is not None:
                 errors = [*errors, outcome.error.entry(task.attempts, self.worker_name, self.now)]
             run_at = "run_at" if outcome.keep_place else "%s"
-            cursor.execute(
+            return (
                 f"UPDATE {TABLE} SET status = {REQUEUE_STATUS}, finished_at = {REQUEUE_FINISHED_AT}, "
                 f"run_at = {run_at}, attempts = attempts - %s, claimed_by_id = NULL, worker = %s, "
                 f"errors = {self.json} WHERE {FENCE}",
@@ -265,30 +333,20 @@ class _Writer:
                     0 if outcome.count_attempt else 1,
                     self.worker_name,
                     storable(errors)[0],
-                    task.id,
-                    task.claims,
+                    *fence,
                 ],
             )
-        elif isinstance(outcome, Failed):
+        if isinstance(outcome, Failed):
             errors = [*task.errors, outcome.error.entry(task.attempts, self.worker_name, self.now)]
-            cursor.execute(
+            return (
                 f"UPDATE {TABLE} SET status = '{Status.FAILED}', finished_at = %s, worker = %s, "
                 f"errors = {self.json} WHERE {FENCE}",
-                [self.stamp, self.worker_name, storable(errors)[0], task.id, task.claims],
+                [self.stamp, self.worker_name, storable(errors)[0], *fence],
             )
-        else:
-            cursor.execute(
-                f"UPDATE {TABLE} SET status = '{Status.CANCELLED}', finished_at = %s, worker = %s WHERE {FENCE}",
-                [self.stamp, self.worker_name, task.id, task.claims],
-            )
-        if cursor.rowcount == 1:
-            return True
-        logger.warning(
-            "stale outcome dropped: task id=%s claim=%s is no longer held by this worker (it was presumed dead)",
-            task.id,
-            task.claims,
+        return (
+            f"UPDATE {TABLE} SET status = '{Status.CANCELLED}', finished_at = %s, worker = %s WHERE {FENCE}",
+            [self.stamp, self.worker_name, *fence],
         )
-        return False
 
 
 REPLACED_NOTE = " [return value: NUL characters or lone surrogates replaced with U+FFFD]"

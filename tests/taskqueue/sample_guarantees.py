@@ -33,3 +33,16 @@ def fails_with_nul() -> None:
 @task(queue_name="recorded")
 def returns_nul() -> dict:
     return {"text": "before\x00after"}
+
+
+class BrieflyExclusiveQueue(BaseQueue[dict]):
+    """One at a time per account, each slot held at most 0.2 s (so a slow holder's slot expires)."""
+
+    queue_name = "briefly-exclusive"
+    concurrency_key = "account:{account}"
+    concurrency_limit = 1
+    concurrency_duration = 0.2
+
+    @classmethod
+    def process(cls, task_info: TaskInfo[dict]) -> Retry | None:
+        return None

@@ -11,6 +11,7 @@ import signal
 import threading
 import time
 from collections import Counter
+from datetime import timedelta
 
 import pytest
 from django.db import connection
@@ -18,7 +19,7 @@ from django.utils import timezone
 
 from taskqueue.engine import liveness, operations
 from taskqueue.engine.claim import Claimer
-from taskqueue.engine.outcomes import Recorder, Start, Succeeded
+from taskqueue.engine.outcomes import Recorder, RetryLater, Start, Succeeded
 from taskqueue.models import Status, Task, WorkerProcess
 from taskqueue.worker.threads import Worker, WorkerGroup
 from tests.conftest import recorded, wait_until
@@ -206,3 +207,46 @@ def test_stopping_a_group_from_python_does_not_put_back_a_task_its_thread_still_
     stopper.join(timeout=30)
     assert Task.objects.get(pk=info.id).status == Status.SUCCEEDED
     assert starts(record_file)[str(info.id)] == 1
+
+
+@pytest.mark.django_db
+def test_a_retried_holder_whose_slot_expired_waits_for_a_slot_instead_of_making_limit_plus_one() -> None:
+    process = liveness.register(connection.alias, "test", ["*"], 1)
+    holder = g.BrieflyExclusiveQueue.add_task({"account": 1})
+    (claimed,) = Claimer(connection.alias, process.pk, ["briefly-exclusive"]).claim(1, timezone.now())
+    recorder = Recorder(connection.alias, process.pk, "test", 3600)
+    recorder.begin(claimed)
+    time.sleep(0.3)  # the holder's slot expires while it runs: a new task of the key is admitted
+    newcomer = g.BrieflyExclusiveQueue.add_task({"account": 1})
+    assert Task.objects.get(pk=newcomer.id).status == Status.READY
+
+    recorder.add(RetryLater(claimed))
+    recorder.flush()
+    assert Task.objects.get(pk=holder.id).status == Status.BLOCKED, "it waits for the slot the newcomer holds"
+
+
+@pytest.mark.django_db
+def test_pruning_deletes_every_expired_success_in_one_pass_at_drain_rates() -> None:
+    infos = q.NoOpQueue.add_tasks([None] * 12_000)
+    long_ago = timezone.now() - timedelta(days=2)
+    Task.objects.filter(pk__in=[info.id for info in infos]).update(status=Status.SUCCEEDED, finished_at=long_ago)
+    kept = q.NoOpQueue.add_task(None)
+    Task.objects.filter(pk=kept.id).update(status=Status.SUCCEEDED, finished_at=timezone.now())
+
+    started = time.monotonic()
+    assert liveness.prune_finished(connection.alias, retention=86400, budget=30) == 12_000
+    assert list(Task.objects.values_list("pk", flat=True)) == [kept.id]
+    print(f"pruned 12,000 rows in {time.monotonic() - started:.2f}s")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif("connection.vendor != 'postgresql'", reason="LISTEN/NOTIFY is PostgreSQL's")
+def test_a_wake_up_for_a_task_stamped_by_a_clock_a_little_ahead_is_not_wasted(workers, record_file) -> None:
+    workers.start("--queues", "recording", "--interval", "30")
+    wait_until(lambda: WorkerProcess.objects.count() == 1, timeout=20, message="the worker registered")
+    time.sleep(2)  # past its first polls: from now on only a notification wakes it within 30 s
+    enqueued = time.monotonic()
+    # As if enqueued on a host whose clock runs 50 ms ahead of the worker's.
+    q.RecordingQueue.add_task("ahead", first_attempt_datetime=timezone.now() + timedelta(milliseconds=50))
+    wait_until(lambda: len(recorded(record_file)) == 1, timeout=5, message="the worker looked again shortly")
+    assert time.monotonic() - enqueued < 3
