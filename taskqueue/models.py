@@ -42,7 +42,9 @@ class Task(models.Model):
 
     attempts = models.PositiveIntegerField(default=0, help_text="Attempts started and counted.")
     claims = models.PositiveIntegerField(
-        default=0, db_default=0, help_text="Times claimed. Each claim's writes are fenced on it, so a stale worker's write is dropped."
+        default=0,
+        db_default=0,
+        help_text="Times claimed. Each claim's writes are fenced on it, so a stale worker's write is dropped.",
     )
     max_attempts = models.PositiveIntegerField(default=3)
     retry_abandoned = models.BooleanField(

@@ -40,6 +40,8 @@ QUICK_TASK_SECONDS = 0.005
 RELEASE_AFTER = 0.2
 RELEASE_CHECK_INTERVAL = 0.05
 PRUNE_INTERVAL = 10.0
+# A scheduler that has not finished a pass for this long is reported dead by the heartbeat (and health).
+SCHEDULER_STUCK_AFTER = 300.0
 # A task claimed under this process but held by none of its threads for this long was claimed by a
 # statement whose reply the connection lost: it is put back.
 ORPHAN_AFTER = timedelta(seconds=30)
@@ -387,7 +389,7 @@ class WorkerGroup(threading.Thread):
         failures = 0
         while True:
             try:
-                heartbeat.beat(sum(worker.is_alive() for worker in self.workers), self._scheduler_alive())
+                heartbeat.beat(sum(map(self._counts_alive, self.workers)), self._scheduler_alive())
                 failures = 0
             except Exception as error:
                 logger.warning("heartbeat failed (retrying): %r", error)
@@ -396,10 +398,19 @@ class WorkerGroup(threading.Thread):
             if self._ended.wait(self.engine.HEARTBEAT_INTERVAL if failures == 0 else backoff_seconds(failures)):
                 return
 
+    @staticmethod
+    def _counts_alive(worker: Worker) -> bool:
+        """Alive for the health check: running, not yet started, or ended by a stop (not by a failure)."""
+        return worker.is_alive() or worker.ident is None or (worker.stopping.is_set() and worker.failure is None)
+
     def _scheduler_alive(self) -> bool | None:
+        """None without a scheduler; False once it died or has not finished a pass for SCHEDULER_STUCK_AFTER."""
         if self.scheduler is None:
             return None
-        return self.scheduler.is_alive() or self.stopping.is_set()
+        if self.stopping.is_set():
+            return True
+        last_pass = getattr(self.scheduler, "last_pass_ok_at", time.monotonic())
+        return self.scheduler.is_alive() and time.monotonic() - last_pass < SCHEDULER_STUCK_AFTER
 
     def _maintain(self, recovery: liveness.Recovery) -> None:
         """The process duties, every HEARTBEAT_INTERVAL: recover dead workers' tasks, put back orphans,

@@ -1,8 +1,13 @@
 """`python manage.py taskqueue_health`: exit 0 when the queue is served, 1 with a one-line reason if not.
 
-Made for container health checks and monitoring: a worker heartbeat must be fresh, and (with
---max-latency) no queue's oldest due task may have waited longer than the limit. Paused queues are
-not held against it.
+Made for container health checks and monitoring. Healthy means:
+
+- some worker process has a heartbeat fresher than --max-age;
+- every process with a fresh heartbeat has all the worker threads it started alive, and its scheduler
+  of recurring tasks too if it runs one (as its last heartbeat recorded them): a process whose thread
+  died keeps beating, so a fresh heartbeat alone would say healthy while tasks wait;
+- with --max-latency, no queue's oldest due task has waited longer than the limit. Paused queues are
+  not held against it.
 """
 
 from __future__ import annotations
@@ -20,7 +25,10 @@ from taskqueue.models import WorkerProcess
 
 
 class Command(BaseCommand):
-    help = "Check that workers are alive and queues are keeping up; exit 1 with the reason if not."
+    help = (
+        "Check that workers are alive, with all their worker threads and schedulers, and that queues are "
+        "keeping up; exit 1 with the reason if not."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--max-age", type=float, default=60.0, help="Freshest heartbeat must be newer (s).")
@@ -42,9 +50,12 @@ class Command(BaseCommand):
 
     def check_health(self, max_age: timedelta, max_latency: float | None, queues: list[str] | None) -> tuple[str, str]:
         now = timezone.now()
-        alive = WorkerProcess.objects.filter(heartbeat_at__gte=now - max_age).count()
-        if not alive:
+        fresh = list(WorkerProcess.objects.filter(heartbeat_at__gte=now - max_age).order_by("pk"))
+        if not fresh:
             return f"no worker heartbeat in the last {max_age.total_seconds():g}s", ""
+        for process in fresh:
+            if problem := self.dead_threads(process):
+                return problem, ""
         worst = ("", timedelta(0))
         for name in queues or queue_names():
             info = QueueInfo(name)
@@ -56,4 +67,12 @@ class Command(BaseCommand):
             if max_latency is not None and latency.total_seconds() > max_latency:
                 return f"queue {name!r} latency {latency.total_seconds():.0f}s is over {max_latency:g}s", ""
         oldest = f", oldest due task waiting {worst[1].total_seconds():.1f}s in {worst[0]!r}" if worst[0] else ""
-        return "", f"{alive} worker process(es) alive{oldest}"
+        return "", f"{len(fresh)} worker process(es) alive{oldest}"
+
+    def dead_threads(self, process: WorkerProcess) -> str:
+        """What of `process` was dead at its last heartbeat, or "" if nothing."""
+        if process.threads_alive < process.threads:
+            return f"worker process {process} has {process.threads_alive} of {process.threads} worker threads alive"
+        if process.scheduler_alive is False:
+            return f"worker process {process} has a dead scheduler"
+        return ""
