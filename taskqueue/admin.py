@@ -275,11 +275,11 @@ class PausedQueueAdmin(admin.ModelAdmin):
 
 @admin.register(RecurringTask)
 class RecurringTaskAdmin(admin.ModelAdmin):
-    list_display = ("key", "task_path", "schedule", "timezone", "enabled", "next_run", "last_run_at", "static")
+    list_display = ("key", "task_path", "schedule", "timezone", "enabled", "next_run", "last_run_at", "error", "static")
     list_filter = ("enabled", "static")
     search_fields = ("key", "task_path", "description")
     actions = ("enable", "disable", "run_now")
-    readonly_fields = ("static", "created_at", "last_run_at", "next_run")
+    readonly_fields = ("static", "created_at", "last_run_at", "next_run", "last_error", "last_error_at")
 
     def get_readonly_fields(self, request: HttpRequest, obj: RecurringTask | None = None) -> tuple[str, ...]:
         if obj is not None and obj.static:
@@ -287,12 +287,28 @@ class RecurringTaskAdmin(admin.ModelAdmin):
             return (*tuple(f.name for f in RecurringTask._meta.fields if f.name not in ("id", "enabled")), "next_run")
         return self.readonly_fields
 
+    def get_form(
+        self, request: HttpRequest, obj: RecurringTask | None = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        """The form refuses a schedule that could never run (bad cron, a date such as 31 February, a task
+        that cannot be imported), so the operator reads why on the form instead of saving a failing row."""
+        form = super().get_form(request, obj, change, **kwargs)
+
+        class RecurringTaskForm(form):
+            def clean(self) -> dict[str, Any]:
+                cleaned = super().clean()
+                if self.instance.static or self.errors:
+                    return cleaned  # the settings were checked when synced; or the fields are wrong already
+                values = {name: cleaned.get(name, getattr(self.instance, name)) for name in recurring.FIELDS}
+                try:
+                    recurring.validate(values)
+                except TaskQueueError as error:
+                    self.add_error(None, str(error))
+                return cleaned
+
+        return RecurringTaskForm
+
     def save_model(self, request: HttpRequest, obj: RecurringTask, form: Any, change: bool) -> None:
-        try:
-            recurring.validate({field: getattr(obj, field) for field in recurring.FIELDS})
-        except TaskQueueError as error:
-            self.message_user(request, f"Not saved: {error}", messages.ERROR)
-            return
         obj.created_at = obj.created_at or timezone.now()
         super().save_model(request, obj, form, change)
 
@@ -305,6 +321,11 @@ class RecurringTaskAdmin(admin.ModelAdmin):
         except TaskQueueError as error:
             return str(error)
 
+    @admin.display(description="last error")
+    def error(self, task: RecurringTask) -> str:
+        """The first line of the error of the last tick that failed, cleared by the next one enqueued."""
+        return task.last_error.partition("\n")[0][:200]
+
     @admin.action(description="Enable selected recurring tasks")
     def enable(self, request: HttpRequest, queryset: QuerySet[RecurringTask]) -> None:
         self.message_user(request, f"{queryset.update(enabled=True)} enabled.", messages.SUCCESS)
@@ -315,5 +336,12 @@ class RecurringTaskAdmin(admin.ModelAdmin):
 
     @admin.action(description="Run selected recurring tasks now")
     def run_now(self, request: HttpRequest, queryset: QuerySet[RecurringTask]) -> None:
-        ids = [recurring.run_now(task) for task in queryset]
-        self.message_user(request, f"Enqueued task(s) {', '.join(map(str, ids))}.", messages.SUCCESS)
+        """Each selected task alone: one whose task cannot be enqueued is reported, the others run."""
+        ids = []
+        for task in queryset:
+            try:
+                ids.append(recurring.run_now(task))
+            except Exception as error:
+                self.message_user(request, f"Not enqueued: {task.key} ({recurring.describe(error)})", messages.ERROR)
+        if ids:
+            self.message_user(request, f"Enqueued task(s) {', '.join(map(str, ids))}.", messages.SUCCESS)
