@@ -8,12 +8,13 @@ PYTHON := $(BIN)/python
 PORT ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-dev run test bench lint format clean
+.PHONY: help install install-dev run test bench chaos lint format clean
 
 help:
 	@echo "make run      set up and run the site with its worker (SQLite, http://127.0.0.1:$(PORT))"
 	@echo "make test     set up and run the test suite on SQLite and PostgreSQL 15"
 	@echo "make bench    measure enqueue, drain and pickup rates on SQLite and PostgreSQL 15"
+	@echo "make chaos    kill, pause and cut off real workers on SQLite and PostgreSQL 15; check the guarantees"
 	@echo "make lint     ruff, import contracts and a migrations check"
 	@echo "make format   format the code with ruff"
 
@@ -46,6 +47,9 @@ test: install-dev
 
 bench: install-dev
 	$(PYTHON) -m scripts.bench
+
+chaos: install-dev
+	$(PYTHON) -m scripts.chaos
 
 lint: install-dev
 	$(BIN)/ruff check .
