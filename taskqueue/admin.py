@@ -8,6 +8,7 @@ from functools import cached_property
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import connections
@@ -26,6 +27,19 @@ from taskqueue.dashboard import error_line, state_filters
 from taskqueue.engine import operations
 from taskqueue.exceptions import TaskQueueError
 from taskqueue.models import PausedQueue, RecurringTask, Status, Task, WorkerProcess
+
+# The query parameter a waiting task's change form posts back: the task's claim count when the form was read.
+CLAIMS_SEEN = "_claims"
+
+
+class TaskNoLongerWaiting(Exception):
+    """A worker claimed the task (or it finished) since its change form was read: saving would undo that."""
+
+    def __init__(self, task_id: int) -> None:
+        super().__init__(
+            f"Task {task_id} was not saved: a worker claimed it or it finished after this form was loaded, and "
+            "saving would have undone that. This is its state now; edit it again if it is still waiting."
+        )
 
 
 class StateFilter(admin.SimpleListFilter):
@@ -180,8 +194,7 @@ class TaskAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry selected tasks now", permissions=["retry"])
     def retry_tasks(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
-        result = operations.retry(queryset.values_list("pk", flat=True))
-        self._report(request, result, "retried", "still running or waiting, so not retried")
+        self._report_retry(request, operations.retry(queryset.values_list("pk", flat=True)))
 
     @admin.action(description="Cancel selected tasks (running ones are asked to stop)", permissions=["retry"])
     def cancel_tasks(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
@@ -193,6 +206,20 @@ class TaskAdmin(admin.ModelAdmin):
             self.message_user(request, f"{result.done} task(s) {done}.", messages.SUCCESS)
         if result.refused:
             self.message_user(request, f"{result.refused} task(s) {refused}.", messages.WARNING)
+
+    def _report_retry(self, request: HttpRequest, result: operations.Result) -> None:
+        """Tasks refused because their dupe key is in use are counted apart: the operator can act on them
+        (by finishing or cancelling the task that holds the key)."""
+        in_use = sum(reason == operations.DUPE_KEY_IN_USE for reason in result.refusals.values())
+        others = operations.Result(done=result.done, refused=result.refused - in_use)
+        self._report(request, others, "retried", "still running or waiting, so not retried")
+        if in_use:
+            self.message_user(
+                request,
+                f"{in_use} task(s) not retried because their dupe key is in use by an unfinished task of the "
+                "same queue.",
+                messages.WARNING,
+            )
 
     def get_urls(self) -> list[URLPattern | URLResolver]:
         retry_view = self.admin_site.admin_view(require_POST(self.retry_view))
@@ -208,7 +235,7 @@ class TaskAdmin(admin.ModelAdmin):
         if not self.has_retry_permission(request):
             raise PermissionDenied
         task = get_object_or_404(Task, pk=task_id)
-        self._report(request, operations.retry([task.pk]), "retried", "still running or waiting, so not retried")
+        self._report_retry(request, operations.retry([task.pk]))
         if request.POST.get("return_to") == "dashboard":
             return HttpResponseRedirect(reverse("admin:taskqueue_dashboard"))
         return HttpResponseRedirect(reverse("admin:taskqueue_task_change", args=[task.pk]))
@@ -230,7 +257,56 @@ class TaskAdmin(admin.ModelAdmin):
     def render_change_form(self, request: HttpRequest, context: dict[str, Any], *args: Any, **kwargs: Any):
         task = kwargs.get("obj")
         context["can_retry"] = bool(task and task.status in operations.RETRYABLE and self.has_retry_permission(request))
+        if task is not None and task.status in self.waiting:
+            # The form posts back the claim count it was read at (a form re-shown with errors keeps the first).
+            query = request.GET.copy()
+            if request.method != "POST" or CLAIMS_SEEN not in query:
+                query[CLAIMS_SEEN] = str(task.claims)
+            kwargs["form_url"] = f"?{query.urlencode()}"
         return super().render_change_form(request, context, *args, **kwargs)
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None):
+        """A waiting task's edits are saved only if no worker claimed it since the form was read (see
+        save_model); if one did, the operator is told so, and nothing changes."""
+        try:
+            if request.method == "POST" and self.has_change_permission(request):
+                self._check_still_waiting(request, object_id)
+            return super().change_view(request, object_id, form_url, extra_context)
+        except TaskNoLongerWaiting as refusal:
+            self.message_user(request, str(refusal), messages.ERROR)
+            query = request.GET.copy()
+            query.pop(CLAIMS_SEEN, None)  # the next form is read afresh
+            return HttpResponseRedirect(f"{request.path}?{query.urlencode()}" if query else request.path)
+
+    def _check_still_waiting(self, request: HttpRequest, object_id: str) -> None:
+        """Before the form is handled: a task claimed or finished meanwhile is refused with a message (a
+        finished one would otherwise be a bare "403 Forbidden", as it is no longer editable)."""
+        task = self.get_object(request, unquote(object_id))
+        seen = claims_seen(request)
+        if task is not None and (task.status not in self.waiting or seen not in (None, task.claims)):
+            raise TaskNoLongerWaiting(task.pk)
+
+    def save_model(self, request: HttpRequest, obj: Task, form: Any, change: bool) -> None:
+        """Save only the fields the form edited, with an UPDATE that applies only while the task still waits
+        as it did when the form was read (same status group, same claim count): a save never reverts a
+        worker's claim or outcome, which would run the task again."""
+        edited = {name: getattr(obj, name) for name in form.changed_data}
+        if not edited:
+            return
+        seen = claims_seen(request)
+        still_waiting = Task.objects.filter(
+            pk=obj.pk, status__in=self.waiting, claims=obj.claims if seen is None else seen
+        )
+        if not still_waiting.update(**edited):
+            raise TaskNoLongerWaiting(obj.pk)
+
+
+def claims_seen(request: HttpRequest) -> int | None:
+    """The claim count a change form was read at (None from a form that did not post it back)."""
+    try:
+        return int(request.GET[CLAIMS_SEEN])
+    except (KeyError, ValueError):
+        return None
 
 
 @admin.register(WorkerProcess)

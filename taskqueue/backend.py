@@ -30,7 +30,6 @@ from django.tasks.base import Task, TaskContext, TaskError, TaskResult, TaskResu
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued, task_finished, task_started
 from django.utils import timezone
-from django.utils.json import normalize_json
 
 from taskqueue.conf import load_settings
 from taskqueue.engine import executors
@@ -39,15 +38,17 @@ from taskqueue.engine.concurrency import Concurrency, ConcurrencyRule, call_argu
 from taskqueue.engine.enqueue import TaskSpec, enqueue, enqueue_many
 from taskqueue.engine.outcomes import AfterWrite, ErrorInfo, Failed, Outcome, RetryLater, Succeeded
 from taskqueue.engine.running import TaskControl, stopped
-from taskqueue.exceptions import SerializationError, Stopped
+from taskqueue.exceptions import Stopped
 from taskqueue.models import Status, WorkerProcess
 from taskqueue.models import Task as TaskRow
-from taskqueue.serialization import check_json
+from taskqueue.serialization import call_payload, return_value
 
 KIND = "django"
 MAX_BACKOFF = timedelta(hours=1)
+# Every engine state, as django.tasks names it (test_statuses checks none is missing).
 STATUSES = {
     Status.READY: TaskResultStatus.READY,
+    Status.BLOCKED: TaskResultStatus.READY,  # waiting for a concurrency slot: still to start
     Status.RUNNING: TaskResultStatus.RUNNING,
     Status.SUCCEEDED: TaskResultStatus.SUCCESSFUL,
     Status.FAILED: TaskResultStatus.FAILED,
@@ -147,7 +148,7 @@ class DatabaseBackend(BaseTaskBackend):
         return messages
 
     def _spec(self, task: Task, args: Sequence[Any], kwargs: dict[str, Any]) -> TaskSpec:
-        payload = {"args": normalized(args, "The arguments"), "kwargs": normalized(kwargs, "The keyword arguments")}
+        payload = call_payload(args, kwargs)
         return TaskSpec(
             kind=KIND,
             task_path=task.module_path,
@@ -193,15 +194,6 @@ def enqueue_on_commit(task: Task, *args: Any, transaction_database: str = DEFAUL
     writes the rows the task depends on, so it waits for that transaction's commit instead.
     """
     transaction.on_commit(lambda: task.enqueue(*args, **kwargs), using=transaction_database)
-
-
-def normalized(value: Any, what: str) -> Any:
-    """Django's normalisation of task arguments (tuples become lists), then a strict JSON check."""
-    try:
-        value = normalize_json(value)
-    except (TypeError, ValueError) as error:
-        raise SerializationError(f"{what} cannot be stored as JSON: {error}") from None
-    return check_json(value, what)
 
 
 def task_at(path: str) -> Task:
@@ -321,7 +313,7 @@ def execute(claimed: ClaimedTask, control: TaskControl) -> Outcome:
         if task.takes_context:
             args = [TaskContext(task_result=attempt.result), *args]
         value = task.call(*args, **kwargs) if is_coroutine(task) else task.func(*args, **kwargs)
-        value = normalized(value, "The return value")
+        value = return_value(value)
     except BaseException as error:  # SystemExit from task code fails the task, not the worker
         info = ErrorInfo.from_exception(error)
         if isinstance(error, Stopped) and control.stop_requested():

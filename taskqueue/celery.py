@@ -25,7 +25,6 @@ from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
-from django.utils.json import normalize_json
 
 from taskqueue.engine import executors, operations
 from taskqueue.engine.claim import ClaimedTask
@@ -33,10 +32,10 @@ from taskqueue.engine.concurrency import ConcurrencyRule, call_arguments, concur
 from taskqueue.engine.enqueue import TaskSpec, enqueue
 from taskqueue.engine.outcomes import Cancelled, ErrorInfo, Failed, Outcome, RetryLater, Succeeded
 from taskqueue.engine.running import TaskControl, stopped
-from taskqueue.exceptions import SerializationError, Stopped, TaskQueueError
+from taskqueue.exceptions import Stopped, TaskQueueError
 from taskqueue.models import Status
 from taskqueue.models import Task as TaskRow
-from taskqueue.serialization import check_json
+from taskqueue.serialization import call_payload, return_value
 
 KIND = "celery"
 
@@ -77,13 +76,6 @@ class RetryPolicy:
         base = 1.0 if self.backoff is True else float(self.backoff)
         delay = min(base * 2**retries, self.backoff_max)
         return random.uniform(0, delay) if self.jitter else delay
-
-
-def stored(value: Any, what: str) -> Any:
-    try:
-        return check_json(normalize_json(value), what)
-    except (TypeError, ValueError) as error:
-        raise SerializationError(f"{what} cannot be stored as JSON: {error}") from None
 
 
 class SharedTask:
@@ -145,7 +137,7 @@ class SharedTask:
             TaskSpec(
                 kind=KIND,
                 task_path=self.name,
-                payload={"args": stored(args, "The arguments"), "kwargs": stored(kwargs, "The keyword arguments")},
+                payload=call_payload(args, kwargs),
                 queue_name=queue or self.queue,
                 priority=self.priority if priority is None else priority,
                 run_at=run_at,
@@ -226,8 +218,10 @@ def shared_task(
 class AsyncResult:
     """The state of an enqueued task, read from the task table on every access."""
 
+    # Every engine state, as Celery names it (test_statuses checks none is missing).
     STATES = {
         Status.READY: states.PENDING,
+        Status.BLOCKED: states.PENDING,  # waiting for a concurrency slot: Celery has no word for it
         Status.RUNNING: states.STARTED,
         Status.SUCCEEDED: states.SUCCESS,
         Status.FAILED: states.FAILURE,
@@ -249,8 +243,8 @@ class AsyncResult:
     @property
     def status(self) -> str:
         row = self._row()
-        if row.status == Status.READY and row.errors:
-            return states.RETRY
+        if row.status in (Status.READY, Status.BLOCKED) and row.errors:
+            return states.RETRY  # waiting again after a failed attempt
         return self.STATES[row.status]
 
     state = status
@@ -332,8 +326,7 @@ def execute(claimed: ClaimedTask, control: TaskControl) -> Outcome:
     if not isinstance(task, SharedTask):
         return Failed(claimed, ErrorInfo("taskqueue.NotATask", f"{claimed.task_path} is no @shared_task.", ""))
     try:
-        value = stored(task.func(*claimed.payload.get("args", []), **claimed.payload.get("kwargs", {})),
-                       "The return value")  # fmt: skip
+        value = return_value(task.func(*claimed.payload.get("args", []), **claimed.payload.get("kwargs", {})))
     except BaseException as error:  # SystemExit from task code fails the task, not the worker
         if isinstance(error, Stopped) and control.stop_requested():
             return stopped(claimed, control)

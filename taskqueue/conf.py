@@ -11,10 +11,12 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from django.conf import settings
+from django.core.signals import setting_changed
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,10 @@ class EngineSettings:
     SCHEDULER_INTERVAL: float = 1.0
     # The database alias the queue's tables live on (with taskqueue.routers.TaskQueueRouter).
     DATABASE: str = "default"
+    # Largest JSON text of one task's arguments, as stored (non-ASCII characters escaped as \uXXXX), in
+    # bytes: a bigger enqueue raises SerializationError. Rows this size slow every claim that reads them;
+    # store big data elsewhere and pass its id. A positive whole number: there is no "unlimited".
+    MAX_PAYLOAD_BYTES: int = 1024 * 1024
 
 
 BACKEND_PATH = "taskqueue.backend.DatabaseBackend"
@@ -69,6 +75,28 @@ def backend_options() -> dict[str, Any]:
 def database_alias() -> str:
     """TASKQUEUE["DATABASE"] (or the backend's OPTIONS), read on every call: routers ask often, cheaply."""
     return backend_options().get("DATABASE") or (getattr(settings, "TASKQUEUE", {}) or {}).get("DATABASE", "default")
+
+
+@functools.cache
+def max_payload_bytes() -> int:
+    """TASKQUEUE["MAX_PAYLOAD_BYTES"] (or the backend's OPTIONS), cached: every enqueue asks.
+
+    Only this one value is read, so a mistake elsewhere in the settings does not fail enqueues (the
+    system checks report it); a bad value here raises ValueError rather than let payloads through.
+    """
+    values = dict(getattr(settings, "TASKQUEUE", {}) or {}) | backend_options()
+    value = values.get("MAX_PAYLOAD_BYTES", EngineSettings.MAX_PAYLOAD_BYTES)
+    check_max_payload_bytes(value)
+    return value
+
+
+def forget_cached_settings(*, setting: str, **kwargs: Any) -> None:
+    """Tests change settings with override_settings: the cached value must follow."""
+    if setting in ("TASKQUEUE", "TASKS"):
+        max_payload_bytes.cache_clear()
+
+
+setting_changed.connect(forget_cached_settings)
 
 
 def load_settings(overrides: dict[str, Any] | None = None) -> EngineSettings:
@@ -116,6 +144,7 @@ def validate(engine: EngineSettings) -> None:
         value = getattr(engine, name)
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             raise ValueError(f"TASKQUEUE[{name!r}] must be zero or more, got {value!r}.")
+    check_max_payload_bytes(engine.MAX_PAYLOAD_BYTES)
     if engine.WORKER_DEAD_AFTER < 3 * engine.HEARTBEAT_INTERVAL:
         raise ValueError("TASKQUEUE['WORKER_DEAD_AFTER'] must be at least three HEARTBEAT_INTERVALs.")
     if engine.DATABASE not in settings.DATABASES:
@@ -132,3 +161,13 @@ def validate(engine: EngineSettings) -> None:
             raise ValueError(f"Worker group {group.name!r}: sleep_seconds_when_empty must be positive.")
         if not group.queues and not group.queue_classes:
             raise ValueError(f"Worker group {group.name!r} selects no queue.")
+
+
+def check_max_payload_bytes(value: Any) -> None:
+    """A whole number of bytes above zero: there is no "no limit" (None or 0), as rows of any size would
+    then reach the claim query and every worker's memory."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(
+            f"TASKQUEUE['MAX_PAYLOAD_BYTES'] must be a positive whole number of bytes (default 1048576, 1 MiB), "
+            f"got {value!r}."
+        )
