@@ -771,6 +771,13 @@ class Run:
             return
         began = time.monotonic()
         try:
+            self.reporting(name, action)
+        finally:
+            self.phases[name] = (began - self.t0, time.monotonic() - self.t0)
+
+    def reporting(self, name: str, action: Callable[[], None]) -> None:
+        """Run `action`; what it raises becomes a problem of the run (a FAIL), and the run goes on."""
+        try:
             action()
         except ChaosError as error:
             self.problems.append(f"{name}: {error}")
@@ -778,8 +785,6 @@ class Run:
         except Exception as error:
             self.problems.append(f"{name}: {type(error).__name__}: {error}")
             traceback.print_exc()
-        finally:
-            self.phases[name] = (began - self.t0, time.monotonic() - self.t0)
 
     def execute(self) -> dict[str, Any]:
         from django.core.management import call_command
@@ -863,13 +868,7 @@ class Run:
             from django.db import connections
 
             try:
-                action()
-            except ChaosError as error:
-                self.problems.append(f"{name}: {error}")
-                print(f"  {name}: {error}", flush=True)
-            except Exception as error:
-                self.problems.append(f"{name}: {type(error).__name__}: {error}")
-                traceback.print_exc()
+                self.reporting(name, action)
             finally:
                 connections.close_all()
 
