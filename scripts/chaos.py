@@ -1023,7 +1023,8 @@ class Judge:
             status, reason = self.status(key), self.reason(key)
             if entry.group == "poison":
                 poison.append(f"{entry.label}: {status}" + (f" ({reason})" if reason else ""))
-                if status != "failed" or not reason:
+                # A row that cannot run fails with its reason; one that can (a broken error history) succeeds.
+                if status != entry.expect or (entry.expect == "failed" and not reason):
                     wrong.append(f"{key} ({entry.label}) ended {status}" + ("" if reason else ", no reason recorded"))
             elif status != entry.expect:
                 wrong.append(f"{key} ({entry.door}) ended {status}" + (f" ({reason})" if reason else ""))
@@ -1034,7 +1035,8 @@ class Judge:
         normal = len(entries) - groups["poison"]
         detail = (
             f"{normal - (len(wrong) - bad_poison)} of {normal} tasks succeeded; {groups['poison'] - bad_poison} of "
-            f"{groups['poison']} poison rows failed with a reason"
+            f"{groups['poison']} poison rows ended as expected (failed with a reason, or run despite a broken "
+            "error history)"
         )
         if unrecorded:
             detail += f"; {len(unrecorded)} succeeded without a completed run in the records{examples(unrecorded)}"

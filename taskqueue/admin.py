@@ -188,7 +188,7 @@ class TaskAdmin(admin.ModelAdmin):
                     e.get("message"),
                     e.get("traceback") or "(no traceback)",
                 )
-                for e in reversed(task.errors)
+                for e in reversed(task.error_history)
             ),
         )
 

@@ -207,13 +207,13 @@ def task_at(path: str) -> Task:
 
 
 def task_errors(errors: list[dict[str, Any]]) -> list[TaskError]:
-    return [TaskError(exception_class_path=e["exc_class"], traceback=e["traceback"]) for e in errors]
+    return [TaskError(exception_class_path=e.get("exc_class", ""), traceback=e.get("traceback", "")) for e in errors]
 
 
 def result_from_row(row: TaskRow, alias: str) -> TaskResult:
     """The TaskResult of a stored task. worker_ids has one entry per attempt: the failed ones from
     the error history, then the last one if it did not fail."""
-    ids = [error.get("worker", "") for error in row.errors]
+    ids = [error.get("worker", "") for error in row.error_history]
     if row.status == Status.SUCCEEDED:
         ids.append(row.worker)
     elif row.status == Status.RUNNING:
@@ -230,7 +230,7 @@ def result_from_row(row: TaskRow, alias: str) -> TaskResult:
         args=row.payload.get("args", []),
         kwargs=row.payload.get("kwargs", {}),
         backend=alias,
-        errors=task_errors(row.errors),
+        errors=task_errors(row.error_history),
         worker_ids=ids,
     )
     object.__setattr__(result, "_return_value", row.return_value)

@@ -256,7 +256,7 @@ class AsyncResult:
         if row.status == Status.SUCCEEDED:
             return row.return_value
         if row.status == Status.FAILED and row.errors:
-            error = row.errors[-1]
+            error = row.error_history[-1]
             return TaskFailed(error["exc_class"], error["message"], error["traceback"])
         return None
 

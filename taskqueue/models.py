@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
 from django.db.models import Q
+
+from taskqueue.serialization import error_entries
 
 
 class Status(models.TextChoices):
@@ -109,8 +113,17 @@ class Task(models.Model):
         return f"{self.task_path} #{self.pk}"
 
     @property
-    def last_error(self) -> dict | None:
-        return self.errors[-1] if self.errors else None
+    def error_history(self) -> list[dict[str, Any]]:
+        """The errors, one entry per failed attempt, whatever the stored column holds: a row edited
+        by hand into something else reads as one `taskqueue.CorruptRow` entry keeping its text."""
+        if not self.errors:
+            return []
+        return error_entries(self.errors)[0]
+
+    @property
+    def last_error(self) -> dict[str, Any] | None:
+        history = self.error_history
+        return history[-1] if history else None
 
 
 class WorkerProcess(models.Model):

@@ -221,6 +221,26 @@ def _plain_scalar(arg: Any) -> bool:
     return arg is None or kind is bool
 
 
+def error_entries(stored: Any) -> tuple[list[dict[str, Any]], bool]:
+    """A task's stored error history as a list of entries, and whether it had to be replaced.
+
+    The column is written by the queue only, but a row edited by hand or by another tool can hold
+    anything; whatever it holds, readers get entries of the usual shape, the old text kept in one
+    `taskqueue.CorruptRow` entry, so no page, result object or worker trips over it."""
+    entries = stored
+    if isinstance(stored, str | bytes):
+        try:
+            entries = json.loads(stored)
+        except (ValueError, RecursionError):
+            entries = None
+    if isinstance(entries, list) and all(isinstance(entry, dict) for entry in entries):
+        return entries, False
+    message = f"The stored error history was not a list of entries: {str(stored)[:1000]}"
+    entry = {"attempt": 0, "at": "", "worker": "", "exc_class": "taskqueue.CorruptRow", "message": message,
+             "traceback": "", "abandoned": False}  # fmt: skip
+    return [entry], True
+
+
 @dataclasses.dataclass(frozen=True)
 class JsonCodec:
     def encode(self, arg: Any) -> dict[str, Any]:

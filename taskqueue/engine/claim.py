@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from taskqueue.engine.dialect import CLAIMED_COLUMNS, QUEUE_FILTERS, Dialect
+from taskqueue.serialization import error_entries
 
 
 @dataclass(slots=True)
@@ -40,6 +41,9 @@ class ClaimedTask:
     claims: int = 0
     # Why the stored row cannot be run (a payload Python cannot decode): the task fails with it.
     problem: str | None = None
+    # The stored `errors` column was not a list of entries and `errors` holds its replacement, which
+    # the start writes, so every later reader (admin, result objects) sees a well-formed history.
+    errors_replaced: bool = False
 
     def times(self) -> tuple[datetime, datetime]:
         """When the task was enqueued and when this attempt started."""
@@ -69,9 +73,10 @@ def as_datetime(value: Any) -> datetime:
 
 
 def claimed_task(row: tuple[Any, ...]) -> ClaimedTask:
-    """A claimed row as a ClaimedTask. Never raises: a row Python cannot decode (an integer of more
-    digits than `int()` accepts, nesting deeper than the recursion limit, an `errors` column that is not
-    a list) becomes a task with a `problem`, which fails alone instead of taking its worker down."""
+    """A claimed row as a ClaimedTask. Never raises: a payload Python cannot decode (an integer of more
+    digits than `int()` accepts, nesting deeper than the recursion limit) becomes a task with a
+    `problem`, which fails alone instead of taking its worker down; an `errors` column that is not a
+    list of entries is replaced (see `error_entries`), and the task runs."""
     values = dict(zip(CLAIMED_COLUMNS, row, strict=True))
     problem = None
     try:
@@ -80,18 +85,7 @@ def claimed_task(row: tuple[Any, ...]) -> ClaimedTask:
             raise ValueError(f"the payload is a {type(payload).__name__}, not an object")
     except (ValueError, RecursionError) as error:
         payload, problem = {}, f"The stored arguments cannot be decoded: {str(error)[:300]}"
-    try:
-        errors = json.loads(values["errors"]) if isinstance(values["errors"], str | bytes) else values["errors"]
-    except (ValueError, RecursionError):
-        errors = None
-    if not isinstance(errors, list) or not all(isinstance(entry, dict) for entry in errors):
-        # Kept for the record, as the text it was, in an entry of the shape the rest of the code reads.
-        stored = str(values["errors"])[:1000]
-        message = f"The stored error history was not a list of entries: {stored}"
-        errors = [
-            {"attempt": 0, "at": "", "worker": "", "exc_class": "taskqueue.CorruptRow", "message": message,
-             "traceback": "", "abandoned": False}
-        ]  # fmt: skip
+    errors, errors_replaced = error_entries(values["errors"])
     values |= {"payload": payload, "errors": errors}
     return ClaimedTask(
         id=values["id"],
@@ -108,6 +102,7 @@ def claimed_task(row: tuple[Any, ...]) -> ClaimedTask:
         concurrency_key=values["concurrency_key"],
         claims=values["claims"],
         problem=problem,
+        errors_replaced=errors_replaced,
     )
 
 

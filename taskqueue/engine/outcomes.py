@@ -279,15 +279,20 @@ class _Writer:
         self.json = Dialect(connection.vendor).json_param
 
     def start(self, task: ClaimedTask) -> Statement:
-        """Count the attempt and stamp the start; or, if a cancel came meanwhile, end it cancelled."""
+        """Count the attempt and stamp the start; or, if a cancel came meanwhile, end it cancelled.
+
+        A corrupt error history replaced at claim time is written back here, once."""
+        repair, repaired = "", []
+        if task.errors_replaced:
+            repair, repaired = f"errors = {self.json}, ", [storable(task.errors)[0]]
         return (
-            f"UPDATE {TABLE} SET "
+            f"UPDATE {TABLE} SET {repair}"
             f"attempts = attempts + CASE WHEN cancel_requested THEN 0 ELSE 1 END, "
             f"started_at = CASE WHEN cancel_requested THEN started_at ELSE %s END, "
             f"finished_at = CASE WHEN cancel_requested THEN %s END, "
             f"status = CASE WHEN cancel_requested THEN '{Status.CANCELLED}' ELSE status END "
             f"WHERE {FENCE} RETURNING cancel_requested, attempts",
-            [self.stamp, self.stamp, task.id, task.claims],
+            [*repaired, self.stamp, self.stamp, task.id, task.claims],
         )
 
     def started(self, task: ClaimedTask, row: Any) -> Start:

@@ -73,6 +73,17 @@ def test_a_failed_task_page_shows_arguments_and_the_traceback(operator: Client, 
     assert "Retry now" in page
 
 
+@pytest.mark.parametrize("stored", [{"not": "a list"}, "not a list", ["not an entry"], 7])
+def test_a_task_whose_stored_error_history_is_corrupt_still_shows_its_pages(
+    operator: Client, failed_task: Task, stored: object
+) -> None:
+    Task.objects.filter(pk=failed_task.pk).update(errors=stored)
+    page = operator.get(reverse("admin:taskqueue_task_change", args=[failed_task.pk]))
+    assert page.status_code == 200 and "taskqueue.CorruptRow" in page.text
+    assert operator.get(CHANGELIST).status_code == 200
+    assert operator.get(reverse("admin:taskqueue_dashboard")).status_code == 200
+
+
 def test_retry_action_makes_failed_tasks_ready_at_once_and_refuses_running_ones(operator: Client, failed_task) -> None:
     running = q.NoOpQueue.add_task(None)
     Task.objects.filter(pk=running.id).update(status=Status.RUNNING)

@@ -109,9 +109,12 @@ def test_poison_rows_fail_alone_and_the_worker_carries_on(workers, record_file) 
     decoded = Task.objects.defer("payload").get(pk=huge.id)  # which Python cannot read
     assert decoded.status == Status.FAILED and decoded.errors[-1]["exc_class"].endswith("DeserializationExc")
     assert "cannot be decoded" in decoded.errors[-1]["message"]
-    # An error history that is not a list does not stop the task from running; it is left as it was.
+    # An error history that is not a list does not stop the task from running; it is replaced by one
+    # entry that keeps the old text, so every reader of the row (admin, result objects) can read it.
     corrupt = Task.objects.get(pk=bad_errors.id)
-    assert (corrupt.status, corrupt.errors) == (Status.SUCCEEDED, {"not": "a list"})
+    assert corrupt.status == Status.SUCCEEDED
+    assert [entry["exc_class"] for entry in corrupt.errors] == ["taskqueue.CorruptRow"]
+    assert '{"not": "a list"}' in corrupt.errors[0]["message"]
     failed = Task.objects.get(pk=int(nul_error.id))
     assert failed.status == Status.FAILED and "\ufffd" in failed.errors[-1]["message"]
     returned = Task.objects.get(pk=int(nul_value.id))
