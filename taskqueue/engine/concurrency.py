@@ -18,7 +18,7 @@ from typing import Any
 from django.db import connections, transaction
 from django.db.models import Q
 
-from taskqueue.models import ConcurrencyKey, Status, Task
+from taskqueue.models import UNFINISHED, ConcurrencyKey, Status, Task
 
 ON_CONFLICT = ("wait", "discard")
 
@@ -86,10 +86,40 @@ def single_argument(arg: Any) -> dict[str, Any]:
     return {"arg": arg}
 
 
+# Lock rows of keys with no unfinished task are deleted by the workers' pruning, this many at a time.
+PRUNE_KEYS_BATCH = 1000
+
+
 def _lock(using: str, key: str) -> None:
-    lock, _ = ConcurrencyKey.objects.using(using).get_or_create(key=key)
+    """Take the key's lock row until the transaction ends, making the row if there is none.
+
+    On PostgreSQL one upsert makes or locks the row, so a row pruned meanwhile is made again, never
+    silently not locked; SQLite's transactions each hold the database's write lock already."""
     if connections[using].vendor == "postgresql":
-        ConcurrencyKey.objects.using(using).select_for_update().filter(pk=lock.pk).exists()
+        with connections[using].cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {ConcurrencyKey._meta.db_table} (key) VALUES (%s) "
+                "ON CONFLICT (key) DO UPDATE SET key = EXCLUDED.key",
+                [key],
+            )
+    else:
+        ConcurrencyKey.objects.using(using).get_or_create(key=key)
+
+
+def prune_keys(using: str) -> int:
+    """Delete lock rows of keys no unfinished task uses (one batch), so that keys made from
+    arguments (one per account, per order...) do not pile up. A row in use (locked) is skipped; one
+    deleted while a task of its key is being enqueued is simply made again by the next `_lock`."""
+    table = ConcurrencyKey._meta.db_table
+    unused = (
+        f"SELECT id FROM {table} k WHERE NOT EXISTS (SELECT 1 FROM {Task._meta.db_table} t "
+        f"WHERE t.concurrency_key = k.key AND t.status IN ({', '.join(['%s'] * len(UNFINISHED))})) LIMIT %s"
+    )
+    if connections[using].vendor == "postgresql":
+        unused += " FOR UPDATE SKIP LOCKED"
+    with transaction.atomic(using=using), connections[using].cursor() as cursor:
+        cursor.execute(f"DELETE FROM {table} WHERE id IN ({unused})", [*UNFINISHED, PRUNE_KEYS_BATCH])
+        return cursor.rowcount
 
 
 def in_use(using: str, key: str, duration: float, now: datetime) -> int:

@@ -427,6 +427,7 @@ class WorkerGroup(threading.Thread):
                 self._pass_on_cancellations(recovery.cancel_requests())
                 if time.monotonic() >= next_prune:
                     pruned = liveness.prune_finished(self.using, self.engine.RESULT_RETENTION)
+                    concurrency.prune_keys(self.using)
                     # Behind (a full budget's worth): prune again at the next pass.
                     next_prune = time.monotonic() + (0 if pruned >= liveness.PRUNE_BATCH else PRUNE_INTERVAL)
                 failures = 0

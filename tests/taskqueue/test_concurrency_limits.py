@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import itertools
-from collections import defaultdict
+import threading
+from collections import Counter, defaultdict
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
 from django.tasks.exceptions import InvalidTask
+from django.db import connections
 from django.utils import timezone
 
 from taskqueue import BaseQueue
 from taskqueue.engine import concurrency, operations
-from taskqueue.models import Status, Task
+from taskqueue.models import ConcurrencyKey, Status, Task
 from tests.conftest import recorded, wait_until
 from tests.taskqueue import sample_celery as c
 from tests.taskqueue import sample_queues as q
@@ -125,3 +128,61 @@ def test_a_limit_of_one_never_lets_two_tasks_of_a_key_overlap(workers, record_fi
             assert start - end < 1.5, "a blocked task ran as soon as the slot freed"
     a_spans, b_spans = spans["A"].values(), spans["B"].values()
     assert any(a[0] < b[1] and b[0] < a[1] for a in a_spans for b in b_spans), "other keys ran in parallel"
+
+
+def test_lock_rows_of_keys_no_unfinished_task_uses_are_pruned(drain) -> None:
+    q.ExclusiveQueue.add_tasks([{"account": n} for n in range(5)])
+    waiting = q.ExclusiveQueue.add_task({"account": "still-waiting"})
+    Task.objects.filter(pk=waiting.id).update(run_at=timezone.now() + timedelta(hours=1))
+    assert ConcurrencyKey.objects.count() == 6
+    drain("exclusive")
+    assert concurrency.prune_keys("default") == 5
+    assert list(ConcurrencyKey.objects.values_list("key", flat=True)) == ["account:still-waiting"]
+    # A key whose row was pruned is limited as before when it is used again.
+    again = q.ExclusiveQueue.add_tasks([{"account": 0}] * 2)
+    assert statuses(*(i.id for i in again)) == [Status.READY, Status.BLOCKED]
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_pruning_lock_rows_during_a_storm_of_enqueues_never_lets_a_key_past_its_limit() -> None:
+    """Four threads enqueue tasks of the same few keys while a fifth prunes the lock rows as fast as
+    it can: every key still admits exactly one task (limit 1), the rest are blocked."""
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def guarded(action: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                action()
+            except BaseException as error:
+                errors.append(error)
+            finally:
+                connections.close_all()
+
+        return run
+
+    def enqueue(thread: int) -> None:
+        for round_ in range(60):
+            q.ExclusiveQueue.add_task({"account": f"{round_ % 3}-{round_ // 3}"})
+
+    def prune() -> None:
+        while not stop.is_set():
+            concurrency.prune_keys("default")
+
+    # Every key's lock row is there before its first task, with no task using it: prunable until the
+    # first task of the key commits, which is the window where a lock could be taken on a deleted row.
+    ConcurrencyKey.objects.bulk_create(ConcurrencyKey(key=f"account:{n % 3}-{n // 3}") for n in range(60))
+    pruner = threading.Thread(target=guarded(prune))
+    pruner.start()
+    threads = [threading.Thread(target=guarded(lambda n=n: enqueue(n))) for n in range(4)]
+    for each in threads:
+        each.start()
+    for each in threads:
+        each.join(timeout=120)
+    stop.set()
+    pruner.join(timeout=30)
+    assert not errors, errors
+    ready = Counter(Task.objects.filter(status=Status.READY).values_list("concurrency_key", flat=True))
+    assert len(ready) == 60 and set(ready.values()) == {1}, "one task admitted per key, however the rows came and went"
+    assert Task.objects.filter(status=Status.BLOCKED).count() == 3 * 60
