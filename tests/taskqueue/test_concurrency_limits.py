@@ -9,8 +9,8 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
-from django.tasks.exceptions import InvalidTask
 from django.db import connections
+from django.tasks.exceptions import InvalidTask
 from django.utils import timezone
 
 from taskqueue import BaseQueue
