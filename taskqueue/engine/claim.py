@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from taskqueue.engine.dialect import CLAIMED_COLUMNS, QUEUE_FILTERS, Dialect
+from taskqueue.engine.writegate import gate
 from taskqueue.serialization import error_entries
 
 
@@ -122,7 +123,7 @@ class Claimer:
         connection = connections[self.using]
         stamp = connection.ops.adapt_datetimefield_value(now)
         claimed: list[ClaimedTask] = []
-        with connection.cursor() as cursor:
+        with gate(self.using), connection.cursor() as cursor:
             for sql, filter_params in self.statements:
                 wanted = limit - len(claimed)
                 if wanted <= 0:

@@ -22,6 +22,7 @@ from django.utils import timezone
 from taskqueue.engine import concurrency
 from taskqueue.engine.claim import ClaimedTask
 from taskqueue.engine.dialect import TABLE, Dialect
+from taskqueue.engine.writegate import gate
 from taskqueue.models import Status
 
 logger = logging.getLogger("taskqueue.worker")
@@ -190,7 +191,8 @@ class Recorder:
         if postgresql and not keys and not connection.in_atomic_block:
             results = _run_as_one_statement(connection, statements)
         else:
-            results = _run_in_a_transaction(connection, statements, lambda: self._promote(keys, writer.now))
+            with gate(self.using):
+                results = _run_in_a_transaction(connection, statements, lambda: self._promote(keys, writer.now))
         written = [o for o, changed in zip(self.pending, results, strict=False) if _kept(o, changed)]
         start = writer.started(starting, results[-1]) if starting is not None else Start.RUN
         self.pending = []
