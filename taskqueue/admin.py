@@ -402,15 +402,15 @@ class RecurringTaskAdmin(admin.ModelAdmin):
         """The first line of the error of the last tick that failed, cleared by the next one enqueued."""
         return task.last_error.partition("\n")[0][:200]
 
-    @admin.action(description="Enable selected recurring tasks")
+    @admin.action(description="Enable selected recurring tasks", permissions=["change"])
     def enable(self, request: HttpRequest, queryset: QuerySet[RecurringTask]) -> None:
         self.message_user(request, f"{queryset.update(enabled=True)} enabled.", messages.SUCCESS)
 
-    @admin.action(description="Disable selected recurring tasks")
+    @admin.action(description="Disable selected recurring tasks", permissions=["change"])
     def disable(self, request: HttpRequest, queryset: QuerySet[RecurringTask]) -> None:
         self.message_user(request, f"{queryset.update(enabled=False)} disabled.", messages.SUCCESS)
 
-    @admin.action(description="Run selected recurring tasks now")
+    @admin.action(description="Run selected recurring tasks now", permissions=["change"])
     def run_now(self, request: HttpRequest, queryset: QuerySet[RecurringTask]) -> None:
         """Each selected task alone: one whose task cannot be enqueued is reported, the others run."""
         ids = []
