@@ -7,9 +7,10 @@ names the variable, the value and what was expected, instead of being silently r
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -115,7 +116,8 @@ class Environment:
         try:
             config = environ.Env.db_url_config(url)
         except (ImproperlyConfigured, ValueError, KeyError) as error:
-            raise ImproperlyConfigured(f"{name} is not a usable database URL ({error}): {url!r}") from error
+            reason = masked(str(error), url)
+            raise ImproperlyConfigured(f"{name} is not a usable database URL ({reason}): {masked(url)!r}") from None
         engine = config.get("ENGINE", "")
         if engine == "django.db.backends.sqlite3":
             return sqlite_database(config)
@@ -125,6 +127,25 @@ class Environment:
 
     def mailers(self, name: str, default: str) -> dict[str, dict[str, Any]]:
         return {"default": mailer_config(name, self.raw(name, default))}
+
+
+# The password of a URL: between "scheme://user:" and the last "@" of its authority.
+_PASSWORD = re.compile(r"^(?P<head>[A-Za-z][\w+.-]*://[^:@/?#]*:)(?P<password>[^/?#]*)@")
+
+
+def masked(text: str, url: str | None = None) -> str:
+    """`text` with the password of `url` (by default `text` is the URL) replaced by ***, so that no
+    start-up error prints a credential into logs, terminals or a supervisor's mail."""
+    match = _PASSWORD.match(url if url is not None else text)
+    if match is None or not match["password"]:
+        return text
+    password = match["password"]
+    secrets = {password, unquote(password)}
+    if url is None:
+        text = match["head"] + "***@" + text[match.end() :]
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
 
 
 def sqlite_database(config: dict[str, Any]) -> dict[str, Any]:
@@ -158,8 +179,8 @@ def mailer_config(name: str, url: str) -> dict[str, Any]:
         backend, allowed = MAIL_BACKENDS["smtp"]
         try:
             port = parts.port
-        except ValueError as error:
-            raise ImproperlyConfigured(f"{name} has a bad port: {url!r}") from error
+        except ValueError:
+            raise ImproperlyConfigured(f"{name} has a bad port: {masked(url)!r}") from None
         if not parts.hostname:
             raise ImproperlyConfigured(f"{name} needs a host, e.g. smtp://user:password@mail.example.com:587.")
         options: dict[str, Any] = {"host": parts.hostname, "port": port or 25, **SMTP_SCHEMES[scheme]}

@@ -182,3 +182,20 @@ def test_empty_value_counts_as_unset(environment) -> None:
     assert (
         environment(DATABASE_URL="").raw("DATABASE_URL", "sqlite:///fallback.sqlite3") == "sqlite:///fallback.sqlite3"
     )
+
+
+@pytest.mark.parametrize(
+    ("variable", "url"),
+    [
+        ("DATABASE_URL", "postgres://app:s3cr%40t-pw@db.example.com:notaport/app"),
+        ("DATABASE_URL", "mysql-ish://app:s3cr%40t-pw@db.example.com/app"),
+        ("QUEUE_DATABASE_URL", "postgres://app:s3cr%40t-pw@db.example.com:99999999/queue"),
+        ("EMAIL_URL", "smtp://mailer:s3cr%40t-pw@mail.example.com:notaport"),
+    ],
+)
+def test_a_bad_url_stops_start_up_without_printing_its_password(variable: str, url: str) -> None:
+    env = {"PATH": "/usr/bin:/bin", "SECRET_KEY": "x", "ENV_FILE": "", variable: url}
+    result = manage("check", env=env)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and variable in output
+    assert "s3cr" not in output and "t-pw" not in output, output[-2000:]
