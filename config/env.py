@@ -7,6 +7,7 @@ names the variable, the value and what was expected, instead of being silently r
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,14 @@ MAIL_BACKENDS: dict[str, tuple[str, frozenset[str]]] = {
 }
 SMTP_TIMEOUT_SECONDS = 30
 SMTP_SCHEMES = {"smtp": {}, "smtp+tls": {"use_tls": True}, "smtps": {"use_tls": True}, "smtp+ssl": {"use_ssl": True}}
+
+
+def site_environment(base_dir: Path) -> Environment:
+    """The site's environment: the process's variables, then `ENV_FILE` (default `<project>/.env`) for
+    what they leave unset. ENV_FILE="" reads no file at all (the test suite uses that to ignore a
+    developer's .env). The settings and gunicorn.conf.py both read it, so both see the same values."""
+    env_file = os.environ.get("ENV_FILE", str(base_dir / ".env"))
+    return Environment(Path(env_file) if env_file else None)
 
 
 class Environment:

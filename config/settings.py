@@ -7,13 +7,10 @@ the defaults are the safe production ones, so a forgotten variable never opens a
 import os
 from pathlib import Path
 
-from config.env import Environment
+from config.env import site_environment
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-
-# ENV_FILE="" reads no file at all (the test suite uses that to ignore a developer's .env).
-_env_file = os.environ.get("ENV_FILE", str(BASE_DIR / ".env"))
-env = Environment(Path(_env_file) if _env_file else None)
+env = site_environment(BASE_DIR)
 
 DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env.raw("SECRET_KEY")
