@@ -90,8 +90,31 @@ class EstimatedCountPaginator(Paginator):
         return super().count
 
 
+# The query-string parameters a field's list filter uses (Django's field filters: exact values,
+# empty or not, date ranges, related ids).
+FIELD_FILTER_SUFFIXES = ("", "__exact", "__isnull", "__gte", "__lt", "__id__exact")
+
+
+class FilterLookupsOnly(admin.ModelAdmin):
+    """A changelist filters only by what its list filters offer.
+
+    Django's default accepts any lookup on any local field from the query string, so
+    `?payload__contains=...` probes the stored arguments (and is an error on SQLite). Anything else
+    is refused as a bad request."""
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest) -> bool:
+        allowed = set()
+        for item in self.get_list_filter(request):
+            if isinstance(item, type) and issubclass(item, admin.SimpleListFilter):
+                allowed.add(str(item.parameter_name))
+            else:
+                name = item if isinstance(item, str) else item[0]
+                allowed.update(name + suffix for suffix in FIELD_FILTER_SUFFIXES)
+        return lookup in allowed and super().lookup_allowed(lookup, value, request)
+
+
 @admin.register(Task)
-class TaskAdmin(admin.ModelAdmin):
+class TaskAdmin(FilterLookupsOnly):
     list_display = ("id", "task_path", "queue_name", "state", "priority", "attempts", "run_at", "last_error_line")
     list_display_links = ("id", "task_path")
     list_filter = (StateFilter, "queue_name", AgeFilter)
@@ -310,7 +333,7 @@ def claims_seen(request: HttpRequest) -> int | None:
 
 
 @admin.register(WorkerProcess)
-class WorkerProcessAdmin(admin.ModelAdmin):
+class WorkerProcessAdmin(FilterLookupsOnly):
     list_display = ("name", "hostname", "pid", "queue_list", "threads", "started_at", "heartbeat_at", "heartbeat_age")
     readonly_fields = ("name", "hostname", "pid", "queues", "threads", "started_at", "heartbeat_at")
 
@@ -330,7 +353,7 @@ class WorkerProcessAdmin(admin.ModelAdmin):
 
 
 @admin.register(PausedQueue)
-class PausedQueueAdmin(admin.ModelAdmin):
+class PausedQueueAdmin(FilterLookupsOnly):
     """Adding a queue here pauses it (its tasks wait); deleting the entry resumes it."""
 
     list_display = ("name", "paused_at", "waiting", "latency")
@@ -350,7 +373,7 @@ class PausedQueueAdmin(admin.ModelAdmin):
 
 
 @admin.register(RecurringTask)
-class RecurringTaskAdmin(admin.ModelAdmin):
+class RecurringTaskAdmin(FilterLookupsOnly):
     list_display = ("key", "task_path", "schedule", "timezone", "enabled", "next_run", "last_run_at", "error", "static")
     list_filter = ("enabled", "static")
     search_fields = ("key", "task_path", "description")

@@ -78,3 +78,24 @@ def test_task_actions_need_their_permission(client: Client, action: str, needs: 
 def test_a_superuser_runs_every_action(admin_client: Client, schedule: RecurringTask) -> None:
     post_action(admin_client, "recurringtask", "run_now", schedule.pk)
     assert Task.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("model", "query", "status"),
+    [
+        ("task", "payload__contains=a", 400),
+        ("task", "errors__icontains=smtp", 400),
+        ("task", "return_value__isnull=false", 400),
+        ("task", "state=failed&queue_name=emails", 200),
+        ("task", "age=24h", 200),
+        ("recurringtask", "enabled__exact=1&static__exact=0", 200),
+        ("recurringtask", "task_path__startswith=tests", 400),
+        ("workerprocess", "hostname__startswith=a", 400),
+    ],
+)
+def test_changelists_filter_only_by_their_list_filters(
+    admin_client: Client, model: str, query: str, status: int
+) -> None:
+    q.NoOpQueue.add_task(None)
+    response = admin_client.get(f"{reverse(f'admin:taskqueue_{model}_changelist')}?{query}")
+    assert response.status_code == status
