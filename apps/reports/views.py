@@ -16,7 +16,7 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpRe
 from django.shortcuts import redirect
 from django.utils.decorators import method_decorator
 from django.views import View
-from django.views.decorators.cache import never_cache
+from django.views.decorators.cache import cache_control, never_cache
 from django.views.generic import CreateView, DetailView, ListView
 from django.views.generic.detail import BaseDetailView, SingleObjectMixin
 
@@ -110,8 +110,11 @@ class ReportCancelView(OwnReportsMixin, SingleObjectMixin, View):
         return redirect(report)
 
 
+@method_decorator(cache_control(private=True, no_store=True), name="dispatch")
 class ReportFileView(OwnReportsMixin, SingleObjectMixin, View):
-    """One file of a finished report: as a download, or shown in the page (the chart)."""
+    """One file of a finished report: as a download, or shown in the page (the chart).
+
+    A user's own data: no shared cache (a proxy, a CDN) may keep it, nor the browser's disk."""
 
     http_method_names = ["get", "head"]
     field_name = "csv_file"

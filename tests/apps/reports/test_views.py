@@ -177,6 +177,8 @@ def test_the_owner_downloads_the_csv_and_the_chart_as_attachments(owner_client: 
     assert csv_response["Content-Type"] == "text/csv"
     assert b"".join(csv_response.streaming_content).startswith(b"month,region,product,units,revenue")
     assert chart_response["Content-Disposition"] == 'attachment; filename="sales-2024-03m.svg"'
+    for response in (csv_response, chart_response):
+        assert set(response["Cache-Control"].split(", ")) == {"private", "no-store"}, "no cache may keep them"
 
 
 def test_the_chart_is_shown_inline_and_may_run_nothing(owner_client: Client, built_report: Report) -> None:
