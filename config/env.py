@@ -134,6 +134,13 @@ class Environment:
             return postgresql_database(config)
         raise ImproperlyConfigured(f"{name} must be a sqlite:// or postgres:// URL, got {urlsplit(url).scheme!r}.")
 
+    def cache(self, name: str, default: str) -> dict[str, Any]:
+        url = self.raw(name, default)
+        try:
+            return environ.Env.cache_url_config(url)
+        except (ImproperlyConfigured, ValueError, KeyError) as error:
+            raise ImproperlyConfigured(f"{name} is not a usable cache URL ({masked(str(error), url)}).") from None
+
     def mailers(self, name: str, default: str) -> dict[str, dict[str, Any]]:
         return {"default": mailer_config(name, self.raw(name, default))}
 

@@ -136,6 +136,11 @@ CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
 if env.bool("TRUST_X_FORWARDED_PROTO", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
+# Posts per client address (and per account name where the form has one) before the form answers 429;
+# apps/core/ratelimit.py. Counted in the default cache: CACHE_URL should name a shared one in production.
+RATE_LIMITS = {"signup": "10/h", "contact": "10/h", "login": "20/h", "password_reset": "10/h"}
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
+
 # Logs go to stdout, one line per record, for honcho, supervisord and container runtimes.
 LOG_LEVEL = env.log_level("LOG_LEVEL", default="INFO")
 LOGGING = {

@@ -58,6 +58,15 @@ def tasks_really_enqueued(settings) -> None:
     settings.CELERY_TASK_EAGER_PROPAGATES = False
 
 
+@pytest.fixture(autouse=True)
+def fresh_rate_limits() -> Iterator[None]:
+    """The forms' rate limits count in the cache: each test starts with none of the posts before it."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
 @pytest.fixture
 def record_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The file sample tasks record their runs in, in this process and in worker processes."""

@@ -7,3 +7,6 @@ class CoreConfig(AppConfig):
     name = "apps.core"
     label = "core"
     verbose_name = "Site"
+
+    def ready(self) -> None:
+        from apps.core import checks  # noqa: F401 - registers the checks

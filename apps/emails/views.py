@@ -3,12 +3,15 @@ from django.contrib.auth import login
 from django.db import transaction
 from django.http import HttpResponse, HttpResponseRedirect
 from django.urls import reverse_lazy
+from django.utils.decorators import method_decorator
 from django.views.generic import CreateView
 
+from apps.core.ratelimit import rate_limited
 from apps.emails.forms import ContactForm, SignUpForm
 from apps.emails.tasks import WelcomeEmail, WelcomeEmailQueue, notify_team_of_contact
 
 
+@method_decorator(rate_limited("signup"), name="dispatch")
 class SignUpView(CreateView):
     """Create an account and queue its welcome email: the page answers without waiting for the mail server."""
 
@@ -26,6 +29,7 @@ class SignUpView(CreateView):
         return HttpResponseRedirect(self.get_success_url())
 
 
+@method_decorator(rate_limited("contact"), name="dispatch")
 class ContactView(CreateView):
     """Keep the message, then let a worker tell the team by email."""
 
