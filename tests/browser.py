@@ -34,12 +34,18 @@ def page(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         context = browser.new_context(viewport={"width": 1280, "height": 900})
         context.set_default_timeout(15_000)
+        page = context.new_page()
+        # Every browser test also proves the pages it visits run under the site's Content-Security-Policy.
+        blocked: list[str] = []
+        page.on("console", lambda message: blocked.append(message.text) if "Content Security Policy" in message.text
+                else None)  # fmt: skip
         try:
-            yield context.new_page()
+            yield page
         finally:
             context.close()
             browser.close()
             close_connections_of_this_context()
+        assert not blocked, f"the Content-Security-Policy blocked: {blocked}"
 
 
 def close_connections_of_this_context() -> None:
