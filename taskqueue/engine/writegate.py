@@ -40,7 +40,8 @@ def gate(using: str) -> AbstractContextManager[Any]:
     if connection.vendor != "sqlite" or fcntl is None or connection.in_atomic_block:
         return nullcontext()
     name = str(connection.settings_dict["NAME"])
-    if name == ":memory:" or name.startswith("file:") or connection.is_in_memory_db():
+    # In memory there is no file to lock beside; a URI name (file:...?mode=...) is not a plain path.
+    if connection.is_in_memory_db() or name.startswith("file:"):
         return nullcontext()
     return _held(f"{name}-taskqueue.lock")
 
