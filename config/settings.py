@@ -74,6 +74,9 @@ TASKQUEUE: dict = {
     name: env.seconds(f"TASKQUEUE_{name}", default)
     for name, default in (("HEARTBEAT_INTERVAL", 2.0), ("WORKER_DEAD_AFTER", 120.0), ("SHUTDOWN_TIMEOUT", 25.0))
 }
+# Modules that declare tasks besides each installed app's tasks.py, comma-separated: only declared
+# tasks run (see the README's security section).
+TASKQUEUE["TASK_MODULES"] = env.list("TASKQUEUE_TASK_MODULES", default=[])
 if os.environ.get("QUEUE_DATABASE_URL"):
     DATABASES["queue"] = env.database("QUEUE_DATABASE_URL", default="")
     TASKQUEUE["DATABASE"] = "queue"

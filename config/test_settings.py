@@ -14,7 +14,17 @@ os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
 os.environ.setdefault("EMAIL_URL", "locmem://")
 
 from config.settings import *  # noqa: F403
-from config.settings import DATABASES, STORAGES
+from config.settings import DATABASES, STORAGES, TASKQUEUE
+
+# The test suite's own queue classes and tasks (the site's are found in each app's tasks.py).
+TEST_TASK_MODULES = [
+    f"tests.taskqueue.{module}"
+    for module in (
+        "sample_queues", "sample_tasks", "sample_celery", "sample_guarantees", "sample_limits", "sample_signals",
+        "test_liveness_faults",
+    )
+]  # fmt: skip
+TASKQUEUE["TASK_MODULES"] = [*TASKQUEUE["TASK_MODULES"], *TEST_TASK_MODULES]
 
 # A file, not SQLite's in-memory default, so worker processes started by tests share the database.
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

@@ -151,6 +151,19 @@ LAZY_DEFINITIONS: dict[str, Callable[[], dict[str, Any]]] = {
 }
 
 
+def define_in_worker() -> None:
+    """A worker imports this module as one of its TASKQUEUE["TASK_MODULES"], with Django set up: the
+    queue classes and tasks are defined (and so declared, as workers run only declared tasks) at once."""
+    from django.apps import apps
+
+    if apps.ready:
+        for define in dict.fromkeys(LAZY_DEFINITIONS.values()):
+            globals().update(define())
+
+
+define_in_worker()
+
+
 def bench_object(name: str) -> Any:
     """A queue class or task of this module, imported the way worker processes import it."""
     from django.utils.module_loading import import_string
@@ -658,6 +671,7 @@ class Database:
             "SECRET_KEY": SECRET_KEY,
             "DATABASE_URL": self.url,
             "LOG_LEVEL": "WARNING",
+            "TASKQUEUE_TASK_MODULES": MODULE,
             "PYTHONUNBUFFERED": "1",
         }
 

@@ -93,6 +93,7 @@ HEARTBEAT_INTERVAL, WORKER_DEAD_AFTER = 1.0, 6.0
 ENGINE_ENV = {
     "TASKQUEUE_HEARTBEAT_INTERVAL": str(HEARTBEAT_INTERVAL),
     "TASKQUEUE_WORKER_DEAD_AFTER": str(WORKER_DEAD_AFTER),
+    "TASKQUEUE_TASK_MODULES": TASKS,
 }
 SHUTDOWN_TIMEOUT = 25.0  # the engine's default, which every worker keeps
 RESTART_DELAY = 0.3  # after a SIGKILL, before the replacement starts (a supervisor's delay)

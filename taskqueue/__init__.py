@@ -21,6 +21,7 @@ _EXPORTS = {
     "DeserializationExc": "taskqueue.exceptions",
     "SerializationError": "taskqueue.exceptions",
     "Stopped": "taskqueue.exceptions",
+    "UndeclaredTask": "taskqueue.exceptions",
     "stop_requested": "taskqueue.engine.running",
     "cancel_requested": "taskqueue.engine.running",
     "cancel": "taskqueue.engine.operations",

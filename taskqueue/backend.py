@@ -32,13 +32,13 @@ from django.tasks.signals import task_enqueued, task_finished, task_started
 from django.utils import timezone
 
 from taskqueue.conf import load_settings
-from taskqueue.engine import executors
+from taskqueue.engine import executors, registry
 from taskqueue.engine.claim import ClaimedTask
 from taskqueue.engine.concurrency import Concurrency, ConcurrencyRule, call_arguments, concurrency_rule
 from taskqueue.engine.enqueue import TaskSpec, enqueue, enqueue_many
 from taskqueue.engine.outcomes import AfterWrite, ErrorInfo, Failed, Outcome, RetryLater, Succeeded
 from taskqueue.engine.running import TaskControl, stopped
-from taskqueue.exceptions import Stopped
+from taskqueue.exceptions import Stopped, UndeclaredTask
 from taskqueue.models import Status, WorkerProcess
 from taskqueue.models import Task as TaskRow
 from taskqueue.serialization import call_payload, return_value
@@ -100,6 +100,7 @@ class DatabaseBackend(BaseTaskBackend):
                 task.concurrency_rule()
             except ValueError as error:
                 raise InvalidTask(str(error)) from None
+        registry.declare(KIND, task.func.__module__, task.func.__qualname__)
 
     def enqueue(self, task: Task, args: Sequence[Any], kwargs: dict[str, Any]) -> TaskResult:
         self.validate_task(task)
@@ -197,12 +198,10 @@ def enqueue_on_commit(task: Task, *args: Any, transaction_database: str = DEFAUL
 
 
 def task_at(path: str) -> Task:
-    try:
-        task = executors.resolve(path)
-    except ImportError as error:
-        raise InvalidTask(f"{path} cannot be imported: {error}") from error
+    """The declared django.tasks Task at `path`; raises UndeclaredTask."""
+    task = registry.resolve(path, KIND)
     if not isinstance(task, Task):
-        raise InvalidTask(f"{path} is not a django.tasks Task (decorate the function with @task).")
+        raise UndeclaredTask(f"{path} is not a django.tasks Task (decorate the function with @task).")
     return task
 
 

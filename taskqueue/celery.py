@@ -26,13 +26,13 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from taskqueue.engine import executors, operations
+from taskqueue.engine import executors, operations, registry
 from taskqueue.engine.claim import ClaimedTask
 from taskqueue.engine.concurrency import ConcurrencyRule, call_arguments, concurrency_rule
 from taskqueue.engine.enqueue import TaskSpec, enqueue
 from taskqueue.engine.outcomes import Cancelled, ErrorInfo, Failed, Outcome, RetryLater, Succeeded
 from taskqueue.engine.running import TaskControl, stopped
-from taskqueue.exceptions import Stopped, TaskQueueError
+from taskqueue.exceptions import Stopped, TaskQueueError, UndeclaredTask
 from taskqueue.models import Status
 from taskqueue.models import Task as TaskRow
 from taskqueue.serialization import call_payload, return_value
@@ -92,15 +92,12 @@ class SharedTask:
         if "<locals>" in func.__qualname__:
             raise TaskQueueError(f"{func.__qualname__}: define tasks at module level, so workers can import them.")
         self.func = func
+        self.name = registry.declare(KIND, func.__module__, func.__qualname__)
         self.queue = queue
         self.priority = priority
         self.policy = policy
         self.concurrency = concurrency
         self.__doc__ = func.__doc__
-
-    @property
-    def name(self) -> str:
-        return f"{self.func.__module__}.{self.func.__qualname__}"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.func(*args, **kwargs)
@@ -322,9 +319,9 @@ class EagerResult:
 
 def execute(claimed: ClaimedTask, control: TaskControl) -> Outcome:
     """The executor of Celery-style tasks: call the function, retry what autoretry_for names."""
-    task = executors.resolve(claimed.task_path)
+    task = registry.resolve(claimed.task_path, KIND)
     if not isinstance(task, SharedTask):
-        return Failed(claimed, ErrorInfo("taskqueue.NotATask", f"{claimed.task_path} is no @shared_task.", ""))
+        raise UndeclaredTask(f"{claimed.task_path} is no @shared_task.")
     try:
         value = return_value(task.func(*claimed.payload.get("args", []), **claimed.payload.get("kwargs", {})))
     except BaseException as error:  # SystemExit from task code fails the task, not the worker

@@ -59,6 +59,9 @@ class EngineSettings:
     # bytes: a bigger enqueue raises SerializationError. Rows this size slow every claim that reads them;
     # store big data elsewhere and pass its id. A positive whole number: there is no "unlimited".
     MAX_PAYLOAD_BYTES: int = 1024 * 1024
+    # Modules that declare tasks, imported by workers at start besides each installed app's `tasks`
+    # module: only declared tasks run (see taskqueue.engine.registry).
+    TASK_MODULES: tuple[str, ...] = ()
 
 
 BACKEND_PATH = "taskqueue.backend.DatabaseBackend"
@@ -77,6 +80,12 @@ def database_alias() -> str:
     return backend_options().get("DATABASE") or (getattr(settings, "TASKQUEUE", {}) or {}).get("DATABASE", "default")
 
 
+def configured(name: str, default: Any) -> Any:
+    """One setting as given (TASKQUEUE, then the backend's OPTIONS), unchecked: for code that must not
+    fail on a mistake in another setting (the system checks report every one)."""
+    return (dict(getattr(settings, "TASKQUEUE", {}) or {}) | backend_options()).get(name, default)
+
+
 @functools.cache
 def max_payload_bytes() -> int:
     """TASKQUEUE["MAX_PAYLOAD_BYTES"] (or the backend's OPTIONS), cached: every enqueue asks.
@@ -84,8 +93,7 @@ def max_payload_bytes() -> int:
     Only this one value is read, so a mistake elsewhere in the settings does not fail enqueues (the
     system checks report it); a bad value here raises ValueError rather than let payloads through.
     """
-    values = dict(getattr(settings, "TASKQUEUE", {}) or {}) | backend_options()
-    value = values.get("MAX_PAYLOAD_BYTES", EngineSettings.MAX_PAYLOAD_BYTES)
+    value = configured("MAX_PAYLOAD_BYTES", EngineSettings.MAX_PAYLOAD_BYTES)
     check_max_payload_bytes(value)
     return value
 
@@ -154,6 +162,13 @@ def validate(engine: EngineSettings) -> None:
     for key, definition in engine.RECURRING.items():
         if not isinstance(definition, dict) or not {"task_path", "schedule"} <= set(definition):
             raise ValueError(f"TASKQUEUE['RECURRING'][{key!r}] needs at least 'task_path' and 'schedule'.")
+    modules = engine.TASK_MODULES
+    if (
+        isinstance(modules, str)
+        or not isinstance(modules, list | tuple)
+        or not all(isinstance(module, str) and module for module in modules)
+    ):
+        raise ValueError(f"TASKQUEUE['TASK_MODULES'] must be a list of module names, got {modules!r}.")
     for group in engine.WORKERS:
         if not isinstance(group.num_threads, int) or group.num_threads < 1:
             raise ValueError(f"Worker group {group.name!r}: num_threads must be 1 or more.")

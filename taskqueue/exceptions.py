@@ -21,3 +21,13 @@ class Stopped(TaskQueueError):
     to the queue without using up an attempt, and runs again from the start. Raised without a stop
     request, it is an error like any other.
     """
+
+
+class UndeclaredTask(TaskQueueError, LookupError):
+    """A task path that no front door declared (see `taskqueue.engine.registry`): it is not imported and
+    does not run; a task row naming it fails, and a recurring task naming it is refused."""
+
+
+class TaskModuleError(TaskQueueError, ImportError):
+    """A task module (an installed app's `tasks`, or one of TASKQUEUE["TASK_MODULES"]) failed to import:
+    a worker does not start without its tasks."""

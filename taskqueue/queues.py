@@ -21,13 +21,13 @@ from typing import Any, ClassVar
 
 from django.utils import timezone
 
-from taskqueue.engine import executors
+from taskqueue.engine import executors, registry
 from taskqueue.engine.claim import ClaimedTask
 from taskqueue.engine.concurrency import ConcurrencyRule, concurrency_rule, single_argument
 from taskqueue.engine.enqueue import TaskSpec, enqueue, enqueue_many
 from taskqueue.engine.outcomes import ErrorInfo, Failed, Outcome, RetryLater, Succeeded
 from taskqueue.engine.running import TaskControl, stopped
-from taskqueue.exceptions import Stopped, TaskQueueError
+from taskqueue.exceptions import Stopped, TaskQueueError, UndeclaredTask
 from taskqueue.models import Status, Task
 from taskqueue.serialization import DataclassCodec, JsonCodec, PickleCodec
 
@@ -109,6 +109,7 @@ class BaseQueue[T]:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        registry.declare(KIND, cls.__module__, cls.__qualname__)
         if "queue_name" not in cls.__dict__:
             cls.queue_name = cls.path()
         if cls.arg_type is None:
@@ -208,12 +209,9 @@ def backoff_delay(queue: type[BaseQueue[Any]], attempts: int) -> timedelta:
 
 def execute(task: ClaimedTask, control: TaskControl) -> Outcome:
     """The executor of queue-class tasks: import the class, call `process`, map its answer."""
-    try:
-        queue = executors.resolve(task.task_path)
-    except ImportError as error:
-        return Failed(task, ErrorInfo.from_exception(error))
+    queue = registry.resolve(task.task_path, KIND)
     if not (isinstance(queue, type) and issubclass(queue, BaseQueue)):
-        return Failed(task, ErrorInfo("taskqueue.NotAQueue", f"{task.task_path} is not a BaseQueue subclass.", ""))
+        raise UndeclaredTask(f"{task.task_path} is not a BaseQueue subclass.")
     try:
         answer = queue.process(TaskInfo(task, queue, control))
     except BaseException as error:  # SystemExit from task code fails the task, not the worker

@@ -40,7 +40,7 @@ from django.db import IntegrityError, InterfaceError, OperationalError, router, 
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from taskqueue.engine import executors
+from taskqueue.engine import registry
 from taskqueue.exceptions import TaskQueueError
 from taskqueue.models import RecurringRun, RecurringTask
 
@@ -128,10 +128,7 @@ def _just_after_gap(local: datetime) -> bool:
 def validate(values: dict[str, Any]) -> None:
     """Refuse a schedule that could never run: bad cron, zone or date, task path or arguments."""
     Schedule.parse(values["schedule"], values.get("timezone") or "UTC")
-    try:
-        target = executors.resolve(values["task_path"])
-    except ImportError as error:
-        raise TaskQueueError(f"{values['task_path']} cannot be imported: {error}") from None
+    target = registry.resolve(values["task_path"])
     if not callable(
         getattr(target, "add_task", None) or getattr(target, "enqueue", None) or getattr(target, "apply_async", None)
     ):
@@ -194,7 +191,7 @@ def sync_one(key: str, definition: dict[str, Any]) -> None:
 
 def enqueue_target(recurring: RecurringTask) -> int:
     """Enqueue one run through the task's own front door; returns the task id."""
-    target = executors.resolve(recurring.task_path)
+    target = registry.resolve(recurring.task_path)
     args, kwargs = list(recurring.args), dict(recurring.kwargs)
     if hasattr(target, "add_task"):
         info = target.add_task(args[0] if args else None, note=f"recurring {recurring.key}",

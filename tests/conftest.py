@@ -18,6 +18,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from config.test_settings import TEST_TASK_MODULES
 from scripts.pgcluster import free_port
 from taskqueue.engine import liveness
 from taskqueue.engine.claim import Claimer
@@ -29,6 +30,8 @@ pytest_plugins = ["tests.browser", "tests.smtp"]  # the `page` and `smtp_server`
 PROJECT = Path(__file__).resolve().parent.parent
 # What child processes keep of this process's environment: not the settings test_settings put there.
 INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV", "PYENV_VERSION")
+# The worker processes the tests start run the test suite's task modules too (only declared tasks run).
+TASK_MODULES = ",".join(TEST_TASK_MODULES)
 PRODUCTION_SECRET = "p9Zk2v-production-like-secret-4f8dJq7xWm1Lr5Tn3Hb6Yc0Ga8Se2Ku7Vo9Pi4"
 
 
@@ -46,6 +49,7 @@ def production_env(tmp_path: Path) -> dict[str, str]:
         "DATABASE_URL": f"sqlite:///{tmp_path / 'site.sqlite3'}",
         "STATIC_ROOT": str(tmp_path / "staticfiles"),
         "EMAIL_URL": "smtp+tls://mailer:secret@127.0.0.1:2525",
+        "TASKQUEUE_TASK_MODULES": TASK_MODULES,
         "PYTHONUNBUFFERED": "1",
     }
     return env
@@ -225,6 +229,7 @@ def workers(transactional_db, tmp_path: Path, record_file: Path) -> Iterator[Wor
         "DATABASE_URL": database_url(),
         "LOG_LEVEL": "INFO",
         "TEST_RECORD_FILE": str(record_file),
+        "TASKQUEUE_TASK_MODULES": TASK_MODULES,
         "PYTHONUNBUFFERED": "1",
     }
     processes = WorkerProcesses(env, tmp_path)

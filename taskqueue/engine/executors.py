@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
-
-from django.utils.module_loading import import_string
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from taskqueue.engine.claim import ClaimedTask
@@ -33,12 +30,3 @@ def worker_starting() -> None:
 
 def executor_for(kind: str) -> Executor | None:
     return _executors.get(kind)
-
-
-@functools.cache
-def resolve(path: str) -> Any:
-    """What a task's dotted path names (queue class, task function), imported once per process.
-
-    A failed import raises and is not cached, so a deploy that adds the module is picked up.
-    """
-    return import_string(path)

@@ -213,20 +213,16 @@ def test_retry_on_retries_with_backoff_until_max_attempts(drain) -> None:
 
 
 @pytest.mark.parametrize(
-    ("path", "reason"),
-    [
-        ("tests.taskqueue.sample_queues.Missing", "ImportError"),
-        ("no.such.module.Queue", "ModuleNotFoundError"),
-        ("tests.taskqueue.sample_queues.NotAQueue", "taskqueue.NotAQueue"),
-    ],
+    "path", ["tests.taskqueue.sample_queues.Missing", "no.such.module.Queue", "tests.taskqueue.sample_queues.NotAQueue"]
 )
-def test_a_queue_class_that_cannot_be_used_fails_its_tasks(drain, path: str, reason: str) -> None:
+def test_a_queue_class_that_cannot_be_used_fails_its_tasks(drain, path: str) -> None:
     info = q.NoOpQueue.add_task(None)
     Task.objects.filter(pk=info.id).update(task_path=path)
     assert drain("noop") == 1
     task = Task.objects.get(pk=info.id)
     assert task.status == Status.FAILED
-    assert task.last_error["exc_class"].endswith(reason)
+    assert task.last_error["exc_class"] == "taskqueue.exceptions.UndeclaredTask"
+    assert task.last_error["message"].startswith(f"{path} is not a declared task")
 
 
 def test_retention_zero_deletes_successful_tasks_at_once(drain) -> None:

@@ -40,8 +40,9 @@ def test_latest_and_next_tick_follow_the_time_zone() -> None:
     [
         ({"schedule": "every day"}, "is not a cron schedule"),
         ({"timezone": "Mars/Olympus"}, "is not a time zone"),
-        ({"task_path": "no.such.Task"}, "cannot be imported"),
-        ({"task_path": "tests.taskqueue.sample_queues.NotAQueue"}, "is no queue class"),
+        ({"task_path": "no.such.Task"}, "no.such.Task is not a declared task"),
+        ({"task_path": "tests.taskqueue.sample_queues.NotAQueue"}, "NotAQueue is not a declared task"),
+        ({"task_path": "os.system"}, "os.system is not a declared task"),
         ({"args": {"a": 1}}, "args must be a list"),
     ],
 )

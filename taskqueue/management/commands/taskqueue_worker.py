@@ -35,6 +35,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from taskqueue.conf import WorkerGroupConfig, load_settings
+from taskqueue.engine import registry
+from taskqueue.exceptions import TaskModuleError
 from taskqueue.worker.threads import Worker, WorkerGroup
 
 logger = logging.getLogger("taskqueue.worker")
@@ -77,6 +79,10 @@ class Command(BaseCommand):
             raise CommandError(str(error)) from error
         if options["processes"] > 1:
             sys.exit(Supervisor(child_command(), options["processes"]).run())
+        try:
+            registry.autodiscover()
+        except TaskModuleError as error:
+            raise CommandError(str(error)) from error
         groups = self.groups(engine.WORKERS, options)
         name = options["name"] or groups[0].name
         workers = [
