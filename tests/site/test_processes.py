@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import configparser
 import contextlib
+import getpass
 import os
 import re
 import signal
@@ -39,6 +41,7 @@ def site_env(production_env, transactional_db, record_file, tmp_path) -> dict[st
         "TEST_RECORD_FILE": str(record_file),
         "SUPERVISOR_DIR": str(tmp_path),
         "WORKER_PROCESSES": "2",
+        "SITE_USER": getpass.getuser(),  # as root: on purpose (the start script refuses root by default)
     }
 
 
@@ -127,3 +130,22 @@ def test_supervisord_restarts_a_killed_worker_and_a_full_restart_loses_no_task(s
         wait_until(lambda: Task.objects.filter(status=Status.SUCCEEDED).count() == 400, timeout=120, message="all done")
         assert {int(line.split()[0]) for line in recorded(record_file)} == ids
     assert connection.vendor == "postgresql"
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="what happens when root starts the site")
+def test_supervisord_start_as_root_refuses_unless_told_the_account_to_run_the_site_as(site_env, tmp_path) -> None:
+    env = {key: value for key, value in site_env.items() if key != "SITE_USER"}
+    env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'untouched.sqlite3'}"
+    result = subprocess.run([str(PROJECT / "scripts" / "supervisord-start")], cwd=PROJECT, env=env,
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 2
+    assert "started as root, so set SITE_USER to the unprivileged account" in result.stderr
+    assert not (tmp_path / "untouched.sqlite3").exists(), "it stopped before migrating"
+
+
+def test_every_supervisord_program_runs_as_the_site_user() -> None:
+    config = configparser.RawConfigParser()
+    config.read(PROJECT / "supervisord.conf")
+    programs = [section for section in config.sections() if section.startswith("program:")]
+    assert programs == ["program:web", "program:worker"]
+    assert all(config.get(program, "user") == "%(ENV_SITE_USER)s" for program in programs)
