@@ -36,12 +36,11 @@ from taskqueue.engine import executors, registry
 from taskqueue.engine.claim import ClaimedTask
 from taskqueue.engine.concurrency import Concurrency, ConcurrencyRule, call_arguments, concurrency_rule
 from taskqueue.engine.enqueue import TaskSpec, enqueue, enqueue_many
-from taskqueue.engine.outcomes import AfterWrite, ErrorInfo, Failed, Outcome, RetryLater, Succeeded
-from taskqueue.engine.running import TaskControl, stopped
-from taskqueue.exceptions import Stopped, UndeclaredTask
+from taskqueue.engine.executors import SUCCEEDED, AfterWrite, FrontDoor, Scheduled, TaskControl
+from taskqueue.exceptions import UndeclaredTask
 from taskqueue.models import Status, WorkerProcess
 from taskqueue.models import Task as TaskRow
-from taskqueue.serialization import call_payload, return_value
+from taskqueue.serialization import ErrorInfo, call_payload
 
 KIND = "django"
 MAX_BACKOFF = timedelta(hours=1)
@@ -236,7 +235,7 @@ def result_from_row(row: TaskRow, alias: str) -> TaskResult:
     return result
 
 
-class Attempt:
+class DjangoAttempt:
     """One run of a django.tasks task in a worker, and its TaskResult, built only when someone needs
     it: a task_started or task_finished receiver, a TaskContext, or a backoff."""
 
@@ -268,14 +267,30 @@ class Attempt:
             worker_ids=[*(e.get("worker", "") for e in claimed.errors), self.control.worker_name],
         )
 
-    def started(self) -> None:
+    def __call__(self) -> Any:
+        """task_started goes out before the call; task_finished once the outcome is stored (see
+        after_write), so its receivers (and get_result) see the same finished result."""
         if listened(task_started, self.sender):
             task_started.send(self.sender, task_result=self.result)
+        task, claimed = self.task, self.claimed
+        args, kwargs = claimed.payload.get("args", []), claimed.payload.get("kwargs", {})
+        if task.takes_context:
+            args = [TaskContext(task_result=self.result), *args]
+        return task.call(*args, **kwargs) if is_coroutine(task) else task.func(*args, **kwargs)
 
-    def announcer(self, status: TaskResultStatus, value: Any = None, error: ErrorInfo | None = None) -> AfterWrite:
-        """What sends task_finished once the outcome is stored (nothing, when nobody listens)."""
+    def retry_delay(self, error: BaseException) -> timedelta | None:
+        """The task's backoff for this failure; None means fail now."""
+        delay = getattr(self.task, "backoff", exponential_backoff)(error, self.result)
+        if delay is None:
+            return None
+        return delay if isinstance(delay, timedelta) else timedelta(seconds=float(delay))
+
+    def after_write(self, state: str, value: Any, error: ErrorInfo | None) -> AfterWrite:
+        """What sends task_finished once the outcome is stored (nothing, when nobody listens). A
+        cancelled task ends FAILED: django.tasks has no cancelled state."""
         if not listened(task_finished, self.sender):
             return None
+        status = TaskResultStatus.SUCCESSFUL if state == SUCCEEDED else TaskResultStatus.FAILED
         result = self.result
 
         def send(finished_at: datetime) -> None:
@@ -298,31 +313,14 @@ def is_coroutine(task: Task) -> bool:
     return iscoroutinefunction(task.func)
 
 
-def execute(claimed: ClaimedTask, control: TaskControl) -> Outcome:
-    """The executor of django.tasks tasks: run the function, map its return or exception to an outcome.
+def prepare(claimed: ClaimedTask, control: TaskControl) -> DjangoAttempt:
+    return DjangoAttempt(task_at(claimed.task_path), claimed, control)
 
-    task_started goes out before the call; task_finished once the outcome is stored, so its
-    receivers (and get_result) see the same finished result.
-    """
-    task = task_at(claimed.task_path)
-    attempt = Attempt(task, claimed, control)
-    attempt.started()
-    args, kwargs = claimed.payload.get("args", []), claimed.payload.get("kwargs", {})
-    try:
-        if task.takes_context:
-            args = [TaskContext(task_result=attempt.result), *args]
-        value = task.call(*args, **kwargs) if is_coroutine(task) else task.func(*args, **kwargs)
-        value = return_value(value)
-    except BaseException as error:  # SystemExit from task code fails the task, not the worker
-        info = ErrorInfo.from_exception(error)
-        if isinstance(error, Stopped) and control.stop_requested():
-            return stopped(claimed, control, on_cancel=attempt.announcer(TaskResultStatus.FAILED, error=info))
-        if claimed.attempts < getattr(task, "max_attempts", 1):
-            delay = retry_delay(task, error, attempt.result)
-            if delay is not None:
-                return RetryLater(claimed, timezone.now() + delay, error=info)
-        return Failed(claimed, info, after_write=attempt.announcer(TaskResultStatus.FAILED, error=info))
-    return Succeeded(claimed, value, after_write=attempt.announcer(TaskResultStatus.SUCCESSFUL, value))
+
+def enqueue_scheduled(task: Task, run: Scheduled) -> int:
+    changes = {"queue_name": run.queue_name, "priority": run.priority}
+    task = task.using(**{name: value for name, value in changes.items() if value is not None})
+    return int(task.enqueue(*run.args, **run.kwargs).id)
 
 
 def quiet_django_task_logs() -> None:
@@ -334,12 +332,4 @@ def quiet_django_task_logs() -> None:
     task_finished.disconnect(signals.log_task_finished)
 
 
-def retry_delay(task: Task, error: BaseException, result: TaskResult) -> timedelta | None:
-    """The task's backoff for this failure; None means fail now."""
-    delay = getattr(task, "backoff", exponential_backoff)(error, result)
-    if delay is None:
-        return None
-    return delay if isinstance(delay, timedelta) else timedelta(seconds=float(delay))
-
-
-executors.register(KIND, execute, on_worker_start=quiet_django_task_logs)
+executors.register(FrontDoor(KIND, prepare, enqueue_scheduled, on_worker_start=quiet_django_task_logs))

@@ -30,12 +30,11 @@ from taskqueue.engine import executors, operations, registry
 from taskqueue.engine.claim import ClaimedTask
 from taskqueue.engine.concurrency import ConcurrencyRule, call_arguments, concurrency_rule
 from taskqueue.engine.enqueue import TaskSpec, enqueue
-from taskqueue.engine.outcomes import Cancelled, ErrorInfo, Failed, Outcome, RetryLater, Succeeded
-from taskqueue.engine.running import TaskControl, stopped
-from taskqueue.exceptions import Stopped, TaskQueueError, UndeclaredTask
+from taskqueue.engine.executors import FrontDoor, Scheduled, TaskControl
+from taskqueue.exceptions import TaskQueueError, UndeclaredTask
 from taskqueue.models import Status
 from taskqueue.models import Task as TaskRow
-from taskqueue.serialization import call_payload, return_value
+from taskqueue.serialization import ErrorInfo, call_payload
 
 KIND = "celery"
 
@@ -317,24 +316,35 @@ class EagerResult:
         """Nothing to revoke: it already ran."""
 
 
-def execute(claimed: ClaimedTask, control: TaskControl) -> Outcome:
-    """The executor of Celery-style tasks: call the function, retry what autoretry_for names."""
+@dataclass(frozen=True)
+class CeleryAttempt:
+    """One attempt of a `@shared_task`: the function called, retried on `autoretry_for` as Celery waits."""
+
+    task: SharedTask
+    claimed: ClaimedTask
+
+    def __call__(self) -> Any:
+        return self.task.func(*self.claimed.payload.get("args", []), **self.claimed.payload.get("kwargs", {}))
+
+    def retry_delay(self, error: BaseException) -> timedelta | None:
+        if not isinstance(error, self.task.policy.autoretry_for):
+            return None
+        return timedelta(seconds=self.task.policy.delay(retries=self.claimed.attempts - 1))
+
+    def after_write(self, state: str, value: Any, error: ErrorInfo | None) -> None:
+        return None
+
+
+def prepare(claimed: ClaimedTask, control: TaskControl) -> CeleryAttempt:
     task = registry.resolve(claimed.task_path, KIND)
     if not isinstance(task, SharedTask):
         raise UndeclaredTask(f"{claimed.task_path} is no @shared_task.")
-    try:
-        value = return_value(task.func(*claimed.payload.get("args", []), **claimed.payload.get("kwargs", {})))
-    except BaseException as error:  # SystemExit from task code fails the task, not the worker
-        if isinstance(error, Stopped) and control.stop_requested():
-            return stopped(claimed, control)
-        info = ErrorInfo.from_exception(error)
-        retries = claimed.attempts - 1
-        if isinstance(error, task.policy.autoretry_for) and retries < task.policy.max_retries:
-            return RetryLater(claimed, timezone.now() + timedelta(seconds=task.policy.delay(retries)), error=info)
-        return Failed(claimed, info)
-    if control.cancelled.is_set():
-        return Cancelled(claimed)
-    return Succeeded(claimed, value)
+    return CeleryAttempt(task, claimed)
 
 
-executors.register(KIND, execute)
+def enqueue_scheduled(task: SharedTask, run: Scheduled) -> int:
+    result = task.apply_async(run.args, run.kwargs, queue=run.queue_name, priority=run.priority)
+    return int(result.id)
+
+
+executors.register(FrontDoor(KIND, prepare, enqueue_scheduled))

@@ -23,6 +23,10 @@ class Stopped(TaskQueueError):
     """
 
 
+class UnknownTaskKind(TaskQueueError):
+    """A task row of a kind no front door registered (its front door's module is not imported)."""
+
+
 class UndeclaredTask(TaskQueueError, LookupError):
     """A task path that no front door declared (see `taskqueue.engine.registry`): it is not imported and
     does not run; a task row naming it fails, and a recurring task naming it is refused."""

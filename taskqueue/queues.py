@@ -19,17 +19,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
-from django.utils import timezone
-
 from taskqueue.engine import executors, registry
 from taskqueue.engine.claim import ClaimedTask
 from taskqueue.engine.concurrency import ConcurrencyRule, concurrency_rule, single_argument
 from taskqueue.engine.enqueue import TaskSpec, enqueue, enqueue_many
-from taskqueue.engine.outcomes import ErrorInfo, Failed, Outcome, RetryLater, Succeeded
-from taskqueue.engine.running import TaskControl, stopped
-from taskqueue.exceptions import Stopped, TaskQueueError, UndeclaredTask
+from taskqueue.engine.executors import FrontDoor, RunAgain, Scheduled, TaskControl
+from taskqueue.exceptions import TaskQueueError, UndeclaredTask
 from taskqueue.models import Status, Task
-from taskqueue.serialization import DataclassCodec, JsonCodec, PickleCodec
+from taskqueue.serialization import DataclassCodec, ErrorInfo, JsonCodec, PickleCodec
 
 KIND = "queue"
 MAX_BACKOFF_SECONDS = 3600.0
@@ -207,23 +204,35 @@ def backoff_delay(queue: type[BaseQueue[Any]], attempts: int) -> timedelta:
     return timedelta(seconds=min(queue.retry_backoff * 2 ** max(attempts - 1, 0), MAX_BACKOFF_SECONDS))
 
 
-def execute(task: ClaimedTask, control: TaskControl) -> Outcome:
-    """The executor of queue-class tasks: import the class, call `process`, map its answer."""
+@dataclass(frozen=True)
+class QueueAttempt:
+    """One attempt of a queue class's task: `process(task_info)`, retried on `retry_on` with backoff."""
+
+    queue: type[BaseQueue[Any]]
+    task: ClaimedTask
+    control: TaskControl
+
+    def __call__(self) -> RunAgain | None:
+        answer = self.queue.process(TaskInfo(self.task, self.queue, self.control))
+        return RunAgain(answer.when, answer.count_attempt) if isinstance(answer, Retry) else None
+
+    def retry_delay(self, error: BaseException) -> timedelta | None:
+        return backoff_delay(self.queue, self.task.attempts) if isinstance(error, self.queue.retry_on) else None
+
+    def after_write(self, state: str, value: Any, error: ErrorInfo | None) -> None:
+        return None
+
+
+def prepare(task: ClaimedTask, control: TaskControl) -> QueueAttempt:
     queue = registry.resolve(task.task_path, KIND)
     if not (isinstance(queue, type) and issubclass(queue, BaseQueue)):
         raise UndeclaredTask(f"{task.task_path} is not a BaseQueue subclass.")
-    try:
-        answer = queue.process(TaskInfo(task, queue, control))
-    except BaseException as error:  # SystemExit from task code fails the task, not the worker
-        if isinstance(error, Stopped) and control.stop_requested():
-            return stopped(task, control)
-        info = ErrorInfo.from_exception(error)
-        if isinstance(error, queue.retry_on) and task.attempts < queue.max_attempts:
-            return RetryLater(task, timezone.now() + backoff_delay(queue, task.attempts), error=info)
-        return Failed(task, info)
-    if isinstance(answer, Retry):
-        return RetryLater(task, answer.when, count_attempt=answer.count_attempt)
-    return Succeeded(task)
+    return QueueAttempt(queue, task, control)
 
 
-executors.register(KIND, execute)
+def enqueue_scheduled(queue: type[BaseQueue[Any]], run: Scheduled) -> int:
+    """A recurring run: the schedule's first argument is the task's argument."""
+    return queue.add_task(run.args[0] if run.args else None, note=run.note, priority=run.priority).id
+
+
+executors.register(FrontDoor(KIND, prepare, enqueue_scheduled))

@@ -40,8 +40,8 @@ from django.db import IntegrityError, InterfaceError, OperationalError, router, 
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from taskqueue.engine import registry
-from taskqueue.exceptions import TaskQueueError
+from taskqueue.engine import executors, registry
+from taskqueue.exceptions import TaskQueueError, UndeclaredTask
 from taskqueue.models import RecurringRun, RecurringTask
 
 logger = logging.getLogger("taskqueue.recurring")
@@ -128,11 +128,7 @@ def _just_after_gap(local: datetime) -> bool:
 def validate(values: dict[str, Any]) -> None:
     """Refuse a schedule that could never run: bad cron, zone or date, task path or arguments."""
     Schedule.parse(values["schedule"], values.get("timezone") or "UTC")
-    target = registry.resolve(values["task_path"])
-    if not callable(
-        getattr(target, "add_task", None) or getattr(target, "enqueue", None) or getattr(target, "apply_async", None)
-    ):
-        raise TaskQueueError(f"{values['task_path']} is no queue class, django.tasks task or @shared_task.")
+    front_door(values["task_path"])
     if not isinstance(values.get("args", []), list) or not isinstance(values.get("kwargs", {}), dict):
         raise TaskQueueError("args must be a list and kwargs a dict.")
 
@@ -189,20 +185,27 @@ def sync_one(key: str, definition: dict[str, Any]) -> None:
     )
 
 
+def front_door(task_path: str) -> tuple[executors.FrontDoor, Any]:
+    """The front door of a declared task, and the task; raises UndeclaredTask for any other path."""
+    target = registry.resolve(task_path)
+    declaration = registry.declared(task_path)
+    door = declaration and executors.door_for(declaration.kind)
+    if not door:
+        raise UndeclaredTask(f"{task_path} is declared by a front door that is not loaded.")
+    return door, target
+
+
 def enqueue_target(recurring: RecurringTask) -> int:
     """Enqueue one run through the task's own front door; returns the task id."""
-    target = registry.resolve(recurring.task_path)
-    args, kwargs = list(recurring.args), dict(recurring.kwargs)
-    if hasattr(target, "add_task"):
-        info = target.add_task(args[0] if args else None, note=f"recurring {recurring.key}",
-                               priority=recurring.priority)  # fmt: skip
-        return info.id
-    if hasattr(target, "enqueue"):
-        changes = {"queue_name": recurring.queue_name or None, "priority": recurring.priority}
-        task = target.using(**{name: value for name, value in changes.items() if value is not None})
-        return int(task.enqueue(*args, **kwargs).id)
-    result = target.apply_async(args, kwargs, queue=recurring.queue_name or None, priority=recurring.priority)
-    return int(result.id)
+    door, target = front_door(recurring.task_path)
+    run = executors.Scheduled(
+        args=list(recurring.args),
+        kwargs=dict(recurring.kwargs),
+        queue_name=recurring.queue_name or None,
+        priority=recurring.priority,
+        note=f"recurring {recurring.key}",
+    )
+    return door.enqueue(target, run)
 
 
 def due_ticks(recurring: RecurringTask, schedule: Schedule, now: datetime, catch_up: timedelta) -> list[datetime]:

@@ -1,4 +1,5 @@
-"""How arguments are stored: JSON checked at enqueue time, dataclasses as JSON, pickle only by opt-in.
+"""How arguments, return values and errors are stored: JSON checked at enqueue time, dataclasses as
+JSON, pickle only by opt-in, and each failed attempt as one entry of the task's error history.
 
 Every front door hands the payload it is about to store (`{"arg": ...}`, `{"args": [...], "kwargs": {...}}`)
 to `check_payload`, which refuses, before any SQL runs, whatever the databases or the worker's JSON decoder
@@ -14,7 +15,9 @@ import json
 import pickle
 import re
 import sys
+import traceback as traceback_module
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from django.utils.json import normalize_json
@@ -219,6 +222,35 @@ def _plain_scalar(arg: Any) -> bool:
     if kind is str:
         return arg.isascii() and "\x00" not in arg and 6 * len(arg) + 16 <= max_payload_bytes()
     return arg is None or kind is bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """An attempt's error as the history keeps it: the exception's class path, message and traceback."""
+
+    exc_class: str
+    message: str
+    traceback: str
+
+    @classmethod
+    def from_exception(cls, error: BaseException) -> ErrorInfo:
+        kind = type(error)
+        return cls(
+            exc_class=f"{kind.__module__}.{kind.__qualname__}",
+            message=str(error),
+            traceback="".join(traceback_module.format_exception(error)),
+        )
+
+    def entry(self, attempt: int, worker: str, at: datetime, *, abandoned: bool = False) -> dict[str, Any]:
+        return {
+            "attempt": attempt,
+            "at": at.isoformat(),
+            "worker": worker,
+            "exc_class": self.exc_class,
+            "message": self.message,
+            "traceback": self.traceback,
+            "abandoned": abandoned,
+        }
 
 
 def error_entries(stored: Any) -> tuple[list[dict[str, Any]], bool]:

@@ -22,8 +22,9 @@ from config.test_settings import TEST_TASK_MODULES
 from scripts.pgcluster import free_port
 from taskqueue.engine import liveness
 from taskqueue.engine.claim import Claimer
+from taskqueue.engine.executors import TaskControl
 from taskqueue.engine.outcomes import Recorder, Start
-from taskqueue.engine.running import TaskControl, run_task
+from taskqueue.engine.running import run_task
 
 pytest_plugins = ["tests.browser", "tests.smtp"]  # the `page` and `smtp_server` fixtures
 

@@ -30,8 +30,8 @@ from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from taskqueue.engine import concurrency
-from taskqueue.engine.outcomes import ErrorInfo
 from taskqueue.models import Status, Task, WorkerProcess
+from taskqueue.serialization import ErrorInfo
 
 logger = logging.getLogger("taskqueue.liveness")
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import traceback as traceback_module
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,35 +23,9 @@ from taskqueue.engine.claim import ClaimedTask
 from taskqueue.engine.dialect import TABLE, Dialect
 from taskqueue.engine.writegate import gate
 from taskqueue.models import Status
+from taskqueue.serialization import ErrorInfo
 
 logger = logging.getLogger("taskqueue.worker")
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorInfo:
-    exc_class: str
-    message: str
-    traceback: str
-
-    @classmethod
-    def from_exception(cls, error: BaseException) -> ErrorInfo:
-        kind = type(error)
-        return cls(
-            exc_class=f"{kind.__module__}.{kind.__qualname__}",
-            message=str(error),
-            traceback="".join(traceback_module.format_exception(error)),
-        )
-
-    def entry(self, attempt: int, worker: str, at: datetime, *, abandoned: bool = False) -> dict[str, Any]:
-        return {
-            "attempt": attempt,
-            "at": at.isoformat(),
-            "worker": worker,
-            "exc_class": self.exc_class,
-            "message": self.message,
-            "traceback": self.traceback,
-            "abandoned": abandoned,
-        }
 
 
 # Each outcome may carry `after_write`: what its front door does once the outcome is stored (such as

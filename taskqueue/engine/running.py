@@ -1,35 +1,32 @@
-"""Running one claimed task: find its executor, time it, log it, and turn anything raised into an outcome."""
+"""The one run policy: run a claimed task's attempt, as its front door prepared it, and turn what it
+returned, raised or was asked to do (stop, cancel) into the task's outcome. Logged here, once.
+
+- A return value is the result (it must be JSON); a RunAgain runs the task again.
+- `Stopped` raised when asked to stop: cancelled, if it was cancelled; otherwise (its worker is shutting
+  down) back to the queue with the attempt uncounted.
+- Any other exception, SystemExit and KeyboardInterrupt included: retried after the front door's delay
+  while the task has attempts left (`max_attempts`, as stored at enqueue) and the front door gives one;
+  failed otherwise, its error kept.
+- Work that completed is a success even if a cancel came meanwhile; a retry asked for after a cancel
+  ends cancelled.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from typing import Any
+
+from django.utils import timezone
 
 from taskqueue.engine.claim import ClaimedTask
-from taskqueue.engine.executors import executor_for
-from taskqueue.engine.outcomes import AfterWrite, Cancelled, ErrorInfo, Failed, Outcome, RetryLater, Succeeded
-from taskqueue.exceptions import DeserializationExc
+from taskqueue.engine.executors import CANCELLED, FAILED, SUCCEEDED, Attempt, RunAgain, TaskControl, door_for
+from taskqueue.engine.outcomes import Cancelled, Failed, Outcome, RetryLater, Succeeded
+from taskqueue.exceptions import DeserializationExc, Stopped, UnknownTaskKind
+from taskqueue.serialization import ErrorInfo, return_value
 
 logger = logging.getLogger("taskqueue.task")
-
-
-@dataclass
-class TaskControl:
-    """What a running task may ask of its worker: whether it should stop now, and who runs it."""
-
-    worker_stopping: threading.Event
-    worker_name: str = ""
-    cancelled: threading.Event = field(default_factory=threading.Event)
-
-    def stop_requested(self) -> bool:
-        return self.worker_stopping.is_set() or self.cancelled.is_set()
-
-
-class UnknownTaskKind(Exception):
-    pass
-
 
 _current = threading.local()
 
@@ -48,39 +45,58 @@ def cancel_requested() -> bool:
     return control is not None and control.cancelled.is_set()
 
 
-def stopped(task: ClaimedTask, control: TaskControl, on_cancel: AfterWrite = None) -> Outcome:
-    """What a task that raised Stopped, when asked to stop, comes to: cancelled if it was cancelled,
-    otherwise (its worker is shutting down) back to the queue with its attempt uncounted.
-    Front doors call this from their executors."""
-    if control.cancelled.is_set():
-        return Cancelled(task, after_write=on_cancel)
-    return RetryLater(task, count_attempt=False)
-
-
 def run_task(task: ClaimedTask, control: TaskControl) -> Outcome:
-    """Run one task. Never raises: even SystemExit and KeyboardInterrupt from task code become failures."""
+    """Run one task. Never raises: whatever the task does becomes its outcome."""
     if logger.isEnabledFor(logging.DEBUG):
         logger.debug(
             "task started id=%s queue=%s path=%s attempt=%s", task.id, task.queue_name, task.task_path, task.attempts
         )
     started = time.perf_counter()
     _current.control = control
+    attempt: Attempt | None = None
     try:
         if task.problem is not None:
             raise DeserializationExc(task.problem)
-        executor = executor_for(task.kind)
-        if executor is None:
+        door = door_for(task.kind)
+        if door is None:
             raise UnknownTaskKind(f"No front door runs tasks of kind {task.kind!r} (is its module imported?)")
-        outcome = executor(task, control)
+        attempt = door.prepare(task, control)
+        answer = attempt()
+        value = None if isinstance(answer, RunAgain) else return_value(answer)
     except BaseException as error:  # a task must never take its worker down
-        outcome = Failed(task, ErrorInfo.from_exception(error))
+        outcome = after_error(task, control, attempt, error)
+    else:
+        outcome = after_return(task, attempt, answer, value)
     finally:
         _current.control = None
     if isinstance(outcome, RetryLater) and control.cancelled.is_set():
-        # Stopped because it was cancelled, not to run again. (Work that completed is still a success.)
-        outcome = Cancelled(task, after_write=outcome.after_write)
+        # Stopped because it was cancelled, not to run again.
+        outcome = Cancelled(task, after_write=attempt and attempt.after_write(CANCELLED, None, None))
     log_outcome(outcome, time.perf_counter() - started)
     return outcome
+
+
+def after_return(task: ClaimedTask, attempt: Attempt, answer: Any, value: Any) -> Outcome:
+    if isinstance(answer, RunAgain):
+        return RetryLater(task, answer.when, count_attempt=answer.count_attempt)
+    return Succeeded(task, value, after_write=attempt.after_write(SUCCEEDED, value, None))
+
+
+def after_error(task: ClaimedTask, control: TaskControl, attempt: Attempt | None, error: BaseException) -> Outcome:
+    info = ErrorInfo.from_exception(error)
+    if isinstance(error, Stopped) and control.stop_requested():
+        if control.cancelled.is_set():
+            return Cancelled(task, after_write=attempt and attempt.after_write(CANCELLED, None, info))
+        return RetryLater(task, count_attempt=False)
+    if attempt is not None and task.attempts < task.max_attempts:
+        try:
+            delay = attempt.retry_delay(error)
+        except Exception as policy_error:  # a broken backoff fails the task, saying so
+            info = ErrorInfo.from_exception(policy_error)
+            delay = None
+        if delay is not None:
+            return RetryLater(task, timezone.now() + delay, error=info)
+    return Failed(task, info, after_write=attempt and attempt.after_write(FAILED, None, info))
 
 
 def log_outcome(outcome: Outcome, seconds: float) -> None:

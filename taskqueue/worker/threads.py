@@ -27,9 +27,11 @@ from django.utils.module_loading import import_string
 from taskqueue.conf import EngineSettings, load_settings
 from taskqueue.engine import concurrency, executors, liveness
 from taskqueue.engine.claim import ClaimedTask, Claimer
-from taskqueue.engine.outcomes import ErrorInfo, Failed, Recorder, Start
-from taskqueue.engine.running import TaskControl, run_task
+from taskqueue.engine.executors import TaskControl
+from taskqueue.engine.outcomes import Failed, Recorder, Start
+from taskqueue.engine.running import run_task
 from taskqueue.models import Task
+from taskqueue.serialization import ErrorInfo
 
 logger = logging.getLogger("taskqueue.worker")
 

@@ -42,13 +42,13 @@ def explode(message: str) -> None:
 
 @shared_task
 def long_running(seconds: float) -> str:
-    """Polls stop_requested(), as long tasks should, and stops early when asked."""
+    """Polls stop_requested(), as long tasks should, and stops early when asked (raising Stopped)."""
     record("long_running started")
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if stop_requested():
             record("long_running stopped")
-            return "stopped"
+            raise Stopped
         time.sleep(0.05)
     return "finished"
 

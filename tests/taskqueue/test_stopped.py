@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 from django.tasks.signals import task_finished
 
-from taskqueue.engine.running import TaskControl
+from taskqueue.engine.executors import TaskControl
 from taskqueue.models import Status, Task
 from tests.taskqueue import sample_celery as c
 from tests.taskqueue import sample_queues as q
