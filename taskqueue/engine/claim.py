@@ -37,6 +37,8 @@ class ClaimedTask:
     # As the database returned them (SQLite: text); read through `times()`, which few tasks need.
     raw_enqueued_at: Any = None
     raw_started_at: Any = None
+    # For the order within a batch (the claim's order): comparable as returned, text on SQLite.
+    raw_run_at: Any = None
     concurrency_key: str | None = None
     # This claim's token: the task's `claims` count as this claim set it.
     claims: int = 0
@@ -100,11 +102,17 @@ def claimed_task(row: tuple[Any, ...]) -> ClaimedTask:
         max_attempts=values["max_attempts"],
         errors=errors,
         raw_enqueued_at=values["enqueued_at"],
+        raw_run_at=values["run_at"],
         concurrency_key=values["concurrency_key"],
         claims=values["claims"],
         problem=problem,
         errors_replaced=errors_replaced,
     )
+
+
+def claim_order(task: ClaimedTask) -> tuple[int, Any, int]:
+    """CLAIM_ORDER (priority, run time, enqueue order) for the tasks of one claim."""
+    return -task.priority, task.raw_run_at, task.id
 
 
 class Claimer:
@@ -130,6 +138,6 @@ class Claimer:
                     break
                 cursor.execute(sql, {**filter_params, "now": stamp, "limit": wanted, "worker": self.worker_id})
                 rows = [claimed_task(row) for row in cursor.fetchall()]
-                rows.sort(key=lambda task: (-task.priority, task.id))
+                rows.sort(key=claim_order)  # RETURNING keeps no order
                 claimed.extend(rows)
         return claimed

@@ -12,7 +12,7 @@ CLAIM_ORDER = "priority DESC, run_at, id"
 # What a claim returns, in order (see claim.claimed_task).
 CLAIMED_COLUMNS = (
     "id", "kind", "task_path", "queue_name", "payload", "note", "priority", "attempts", "max_attempts", "errors",
-    "enqueued_at", "concurrency_key", "claims",
+    "enqueued_at", "run_at", "concurrency_key", "claims",
 )  # fmt: skip
 # JSON columns come back as text, decoded row by row in Python: a row the driver could not decode
 # would otherwise fail the whole claim after it committed.

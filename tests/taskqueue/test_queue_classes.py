@@ -130,6 +130,16 @@ def test_claim_order_is_priority_then_run_time_then_fifo(drain, record_file) -> 
     assert [line.split()[-1] for line in recorded(record_file)] == ["high", "older", "low", "fifo-1", "fifo-2"]
 
 
+def test_a_batch_starts_its_tasks_in_claim_order(drain, record_file) -> None:
+    """Within one claimed batch too: a task enqueued first but due later starts after one due earlier."""
+    now = timezone.now()
+    q.RecordingQueue.add_task("due-second", first_attempt_datetime=now - timedelta(minutes=1))
+    q.RecordingQueue.add_task("due-first", first_attempt_datetime=now - timedelta(minutes=5))
+    q.RecordingQueue.add_task("urgent", priority=10)
+    drain("recording", batch=10)
+    assert [line.split()[-1] for line in recorded(record_file)] == ["urgent", "due-first", "due-second"]
+
+
 def test_scheduled_tasks_wait_for_their_time(drain, record_file) -> None:
     q.RecordingQueue.add_task("later", first_attempt_datetime=timezone.now() + timedelta(hours=1))
     assert drain("recording") == 0
