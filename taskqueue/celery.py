@@ -230,16 +230,20 @@ class AsyncResult:
     def __repr__(self) -> str:
         return f"<AsyncResult {self.id}>"
 
-    def _row(self) -> TaskRow:
+    def _row(self) -> TaskRow | None:
+        """The task's row; None for an id the table does not hold (never enqueued, or pruned after
+        RESULT_RETENTION), which reads PENDING, as Celery reads an id its backend does not know."""
         try:
-            return TaskRow.objects.get(pk=int(self.id))
-        except (TaskRow.DoesNotExist, ValueError):
-            raise TaskQueueError(f"No task with id {self.id!r}.") from None
+            return TaskRow.objects.filter(pk=int(self.id)).first()
+        except (ValueError, OverflowError):
+            return None
 
     @property
     def status(self) -> str:
         row = self._row()
-        if row.status in (Status.READY, Status.BLOCKED) and row.errors:
+        if row is None:
+            return states.PENDING
+        if row.status in (Status.READY, Status.BLOCKED) and row.error_history:
             return states.RETRY  # waiting again after a failed attempt
         return self.STATES[row.status]
 
@@ -249,9 +253,11 @@ class AsyncResult:
     def result(self) -> Any:
         """The return value once SUCCESS; the error (as TaskFailed) once FAILURE; else None."""
         row = self._row()
+        if row is None:
+            return None
         if row.status == Status.SUCCEEDED:
             return row.return_value
-        if row.status == Status.FAILED and row.errors:
+        if row.status == Status.FAILED and row.error_history:
             error = row.error_history[-1]
             return TaskFailed(error["exc_class"], error["message"], error["traceback"])
         return None
@@ -278,8 +284,14 @@ class AsyncResult:
         return value
 
     def revoke(self) -> None:
-        """A waiting task will never start; a running one is asked to stop (see `stop_requested()`)."""
-        operations.cancel([int(self.id)])
+        """A waiting task will never start; a running one is asked to stop (see `stop_requested()`).
+        An unknown id has nothing to revoke."""
+        try:
+            task_id = int(self.id)
+        except ValueError:
+            return
+        if -(2**63) <= task_id < 2**63:
+            operations.cancel([task_id])
 
 
 @dataclass(frozen=True)

@@ -148,6 +148,19 @@ def test_bad_definitions_are_refused() -> None:
         shared_task(local)
 
 
-def test_unknown_result_id() -> None:
-    with pytest.raises(TaskQueueError, match="No task with id"):
-        _ = AsyncResult("424242").status
+@pytest.mark.parametrize("task_id", ["424242", "not-a-number", str(2**70)])
+def test_an_unknown_result_id_reads_pending_as_in_celery(task_id: str) -> None:
+    """An id pruned after RESULT_RETENTION (or never enqueued) is polled without crashing."""
+    result = AsyncResult(task_id)
+    assert (result.status, result.state, result.result, result.ready()) == (states.PENDING, states.PENDING, None, False)
+    with pytest.raises(TimeoutError):
+        result.get(timeout=0.3, interval=0.1)
+    result.revoke()  # nothing to revoke
+
+
+def test_a_pruned_result_reads_pending(drain) -> None:
+    result = c.ship.delay(7)
+    drain()
+    assert result.get(timeout=5) == "7 by post"
+    Task.objects.filter(pk=int(result.id)).delete()  # what pruning does after RESULT_RETENTION
+    assert (result.status, result.result) == (states.PENDING, None)
