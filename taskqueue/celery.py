@@ -145,13 +145,20 @@ class SharedTask:
         return AsyncResult(str(task_id))
 
     def _run_eagerly(self, args: list[Any], kwargs: dict[str, Any]) -> EagerResult:
-        try:
-            value = self.func(*args, **kwargs)
-        except Exception as error:
-            if getattr(settings, "CELERY_TASK_EAGER_PROPAGATES", False):
-                raise
-            return EagerResult(states.FAILURE, error)
-        return EagerResult(states.SUCCESS, value)
+        """Run now, retrying inline (without waiting, as Celery's eager mode does) what `autoretry_for`
+        names, up to `max_retries` times."""
+        retries = 0
+        while True:
+            try:
+                value = self.func(*args, **kwargs)
+            except Exception as error:
+                if isinstance(error, self.policy.autoretry_for) and retries < self.policy.max_retries:
+                    retries += 1
+                    continue
+                if getattr(settings, "CELERY_TASK_EAGER_PROPAGATES", False):
+                    raise
+                return EagerResult(states.FAILURE, error, retries=retries)
+            return EagerResult(states.SUCCESS, value, retries=retries)
 
 
 @dataclass(frozen=True)
@@ -301,6 +308,7 @@ class EagerResult:
     status: str
     value: Any
     id: str = "eager"
+    retries: int = 0  # automatic retries it took
 
     @property
     def state(self) -> str:

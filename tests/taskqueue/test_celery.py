@@ -129,6 +129,20 @@ def test_eager_mode_runs_inline(settings, record_file) -> None:
     assert not Task.objects.exists()
 
 
+def test_eager_mode_retries_autoretry_for_errors_inline(settings, tmp_path) -> None:
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    recovers = c.unreliable.delay(str(tmp_path / "recovers"), 2)  # fails twice, max_retries 2
+    assert (recovers.status, recovers.get(), recovers.retries) == (states.SUCCESS, 3, 2)
+    gives_up = c.unreliable.delay(str(tmp_path / "gives-up"), 5)
+    assert (gives_up.status, gives_up.retries, str(gives_up.result)) == (states.FAILURE, 2, "run 3")
+    other = c.wrong_input.delay(str(tmp_path / "other"))  # not in autoretry_for: no retry
+    assert (other.status, other.retries, (tmp_path / "other").read_text()) == (states.FAILURE, 0, "1")
+    settings.CELERY_TASK_EAGER_PROPAGATES = True
+    with pytest.raises(ConnectionError, match="run 3"):
+        c.unreliable.delay(str(tmp_path / "propagates"), 5)
+    assert not Task.objects.exists()
+
+
 def test_eager_propagates_exceptions_when_asked(settings) -> None:
     settings.CELERY_TASK_ALWAYS_EAGER = True
     settings.CELERY_TASK_EAGER_PROPAGATES = True
