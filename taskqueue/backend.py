@@ -30,6 +30,7 @@ from django.tasks.base import Task, TaskContext, TaskError, TaskResult, TaskResu
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued, task_finished, task_started
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from taskqueue.conf import load_settings
 from taskqueue.engine import executors, registry
@@ -149,6 +150,8 @@ class DatabaseBackend(BaseTaskBackend):
 
     def _spec(self, task: Task, args: Sequence[Any], kwargs: dict[str, Any]) -> TaskSpec:
         payload = call_payload(args, kwargs)
+        if task.run_after is not None:  # kept as given: a retry moves the row's run time
+            payload["run_after"] = task.run_after.isoformat()
         return TaskSpec(
             kind=KIND,
             task_path=task.module_path,
@@ -158,6 +161,7 @@ class DatabaseBackend(BaseTaskBackend):
             run_at=task.run_after,
             max_attempts=getattr(task, "max_attempts", 1),
             concurrency=self._concurrency(task, payload["args"], payload["kwargs"]),
+            enqueued_at=timezone.now(),
         )
 
     @staticmethod
@@ -175,7 +179,7 @@ class DatabaseBackend(BaseTaskBackend):
             task=task,
             id=result_id,
             status=TaskResultStatus.READY,
-            enqueued_at=timezone.now(),
+            enqueued_at=spec.enqueued_at,
             started_at=None,
             finished_at=None,
             last_attempted_at=None,
@@ -204,6 +208,26 @@ def task_at(path: str) -> Task:
     return task
 
 
+def task_as_enqueued(path: str, queue_name: str, priority: int, payload: dict[str, Any]) -> Task:
+    """The declared Task at `path` with what `using()` changed when it was enqueued (queue, priority,
+    run_after), as the stored row says, so code that enqueues `result.task` again means the same."""
+    task = task_at(path)
+    changes: dict[str, Any] = {}
+    if queue_name != task.queue_name:
+        changes["queue_name"] = queue_name
+    if priority != task.priority:
+        changes["priority"] = priority
+    run_after = parse_datetime(payload["run_after"]) if isinstance(payload.get("run_after"), str) else None
+    if run_after is not None:
+        changes["run_after"] = run_after
+    if not changes:
+        return task
+    try:
+        return task.using(**changes)
+    except (InvalidTask, TypeError, ValueError):  # a row edited past what django.tasks allows
+        return task
+
+
 def task_errors(errors: list[dict[str, Any]]) -> list[TaskError]:
     return [TaskError(exception_class_path=e.get("exc_class", ""), traceback=e.get("traceback", "")) for e in errors]
 
@@ -218,7 +242,7 @@ def result_from_row(row: TaskRow, alias: str) -> TaskResult:
         process = WorkerProcess.objects.filter(pk=row.claimed_by_id).first()
         ids.append(str(process) if process else f"worker process {row.claimed_by_id}")
     result = TaskResult(
-        task=task_at(row.task_path),
+        task=task_as_enqueued(row.task_path, row.queue_name, row.priority, row.payload),
         id=str(row.pk),
         status=STATUSES[row.status],
         enqueued_at=row.enqueued_at,
@@ -253,7 +277,7 @@ class DjangoAttempt:
         claimed = self.claimed
         enqueued_at, started_at = claimed.times()
         return TaskResult(
-            task=self.task,
+            task=task_as_enqueued(claimed.task_path, claimed.queue_name, claimed.priority, claimed.payload),
             id=str(claimed.id),
             status=TaskResultStatus.RUNNING,
             enqueued_at=enqueued_at,

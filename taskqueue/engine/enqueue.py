@@ -45,6 +45,8 @@ class TaskSpec:
     max_attempts: int = 3
     retry_abandoned: bool = True
     concurrency: Concurrency | None = None
+    # When it is stored as enqueued (default: the insert's time), for a front door that reports it.
+    enqueued_at: datetime | None = None
 
 
 def database_for_write() -> str:
@@ -111,9 +113,10 @@ def _row(using: str, spec: TaskSpec, moment: datetime, now: Any, adapt: Any) -> 
             reason = {"exc_class": "taskqueue.ConcurrencyLimit", "message": concurrency.discarded_note(limit)}
             errors = json.dumps([{**reason, "attempt": 0, "at": moment.isoformat(), "worker": "", "traceback": "",
                                   "abandoned": False}])  # fmt: skip
+    enqueued_at = now if spec.enqueued_at is None else adapt(spec.enqueued_at)
     return (
         spec.kind, spec.task_path, spec.queue_name, json.dumps(spec.payload), spec.note, spec.priority, status,
-        spec.dupe_key, now, now if spec.run_at is None else adapt(spec.run_at), spec.max_attempts,
+        spec.dupe_key, enqueued_at, enqueued_at if spec.run_at is None else adapt(spec.run_at), spec.max_attempts,
         spec.retry_abandoned, limit and limit.key, limit and limit.limit, limit and limit.duration, finished_at, errors,
     )  # fmt: skip
 

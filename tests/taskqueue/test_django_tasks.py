@@ -54,6 +54,27 @@ def test_enqueue_stores_a_ready_task_and_get_result_reads_it() -> None:
     assert (row.kind, row.task_path, row.queue_name) == ("django", "tests.taskqueue.sample_tasks.add", "default")
 
 
+def test_the_result_enqueue_returns_is_the_one_get_result_reads() -> None:
+    result = t.add.enqueue(2, 3)
+    assert t.add.get_result(result.id) == result
+    before = (result.status, result.enqueued_at, result.args)
+    result.refresh()
+    assert (result.status, result.enqueued_at, result.args) == before
+
+
+def test_get_result_returns_the_task_as_using_changed_it(drain) -> None:
+    run_after = (timezone.now() + timedelta(hours=1)).replace(microsecond=123456)
+    enqueued = t.add.using(priority=10, queue_name="special", run_after=run_after).enqueue(1, 2)
+    stored = t.add.get_result(enqueued.id)
+    assert (stored.task.priority, stored.task.queue_name, stored.task.run_after) == (10, "special", run_after)
+    assert stored.task == enqueued.task
+    again = stored.task.enqueue(3, 4)  # code that enqueues result.task again means the same
+    row = Task.objects.get(pk=int(again.id))
+    assert (row.priority, row.queue_name, row.run_at) == (10, "special", run_after)
+    plain = t.add.get_result(t.add.enqueue(5, 6).id).task
+    assert plain == t.add
+
+
 def test_a_task_runs_and_its_result_is_complete(drain) -> None:
     result = t.add.enqueue(2, 3)
     drain()
