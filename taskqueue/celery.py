@@ -16,6 +16,7 @@ the task table.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable
@@ -67,6 +68,22 @@ class RetryPolicy:
     backoff: bool | float = False
     backoff_max: float = 600.0
     jitter: bool = True
+
+    def __post_init__(self) -> None:
+        """Refuse, at definition, a policy that would compute a wait no clock can keep."""
+        if self.max_retries < 0:
+            raise ValueError("max_retries must be 0 or more.")
+        if not (math.isfinite(self.countdown) and self.countdown >= 0):
+            raise ValueError(
+                f"countdown (default_retry_delay) must be a finite number of seconds >= 0, got {self.countdown!r}."
+            )
+        backoff = self.backoff
+        if not isinstance(backoff, bool) and not (
+            isinstance(backoff, int | float) and math.isfinite(backoff) and backoff >= 1
+        ):
+            raise ValueError(f"retry_backoff must be True, False or a factor of 1 or more (seconds), got {backoff!r}.")
+        if not (isinstance(self.backoff_max, int | float) and math.isfinite(self.backoff_max) and self.backoff_max > 0):
+            raise ValueError(f"retry_backoff_max must be a finite number of seconds above 0, got {self.backoff_max!r}.")
 
     def delay(self, retries: int) -> float:
         """Seconds before retry number `retries + 1`, as Celery computes them."""
@@ -207,8 +224,6 @@ def shared_task(
         backoff_max=retry_backoff_max,
         jitter=retry_jitter,
     )
-    if policy.max_retries < 0:
-        raise ValueError("max_retries must be 0 or more.")
 
     limit = concurrency_rule(concurrency_key, concurrency_limit, concurrency_duration, on_conflict)
 

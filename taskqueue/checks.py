@@ -2,17 +2,15 @@ import importlib.util
 
 from django.core.checks import Error, register
 
-from taskqueue.conf import configured, load_settings
+from taskqueue.conf import configured, read_settings
 
 
 @register()
 def check_settings(app_configs, **kwargs) -> list[Error]:
-    """Bad TASKQUEUE values stop `manage.py` commands with a clear error, not a worker crash later."""
-    try:
-        load_settings()
-    except (TypeError, ValueError) as error:
-        return [Error(str(error), hint="See the TASKQUEUE settings in the README.", id="taskqueue.E001")]
-    return []
+    """Bad TASKQUEUE values stop `manage.py` commands with a clear error, one per value, not a worker
+    crash later."""
+    _, found = read_settings()
+    return [Error(message, hint="See the TASKQUEUE settings in the README.", id="taskqueue.E001") for message in found]
 
 
 @register()

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -109,17 +110,38 @@ setting_changed.connect(forget_cached_settings)
 
 def load_settings(overrides: dict[str, Any] | None = None) -> EngineSettings:
     """The effective settings: defaults, then `settings.TASKQUEUE`, then the OPTIONS of the
-    django.tasks backend, then `overrides` (the worker's flags)."""
-    values = dict(getattr(settings, "TASKQUEUE", {}) or {}) | backend_options() | (overrides or {})
+    django.tasks backend, then `overrides` (the worker's flags). Raises ValueError naming every bad value."""
+    engine, found = read_settings(overrides)
+    if found:
+        raise ValueError(" ".join(found))
+    return engine
+
+
+def read_settings(overrides: dict[str, Any] | None = None) -> tuple[EngineSettings, list[str]]:
+    """The effective settings, with what is wrong in them: one message per bad value. A bad value is
+    replaced by its default in the settings returned, so every other value is still checked."""
+    found: list[str] = []
+    configured_values = getattr(settings, "TASKQUEUE", {}) or {}
+    if not isinstance(configured_values, dict):
+        found.append(f"TASKQUEUE must be a dict of settings, got {configured_values!r}.")
+        configured_values = {}
+    values = configured_values | backend_options() | (overrides or {})
     known = {f.name for f in fields(EngineSettings)}
     unknown = set(values) - known
     if unknown:
-        raise ValueError(f"Unknown TASKQUEUE settings: {', '.join(sorted(unknown))}.")
+        found.append(f"Unknown TASKQUEUE settings: {', '.join(sorted(unknown))}.")
+    values = {name: value for name, value in values.items() if name in known}
     if "WORKERS" in values:
-        values["WORKERS"] = tuple(worker_group(entry) for entry in values["WORKERS"] or [{}])
+        groups = []
+        for entry in values["WORKERS"] or [{}]:
+            try:
+                groups.append(worker_group(entry))
+            except (TypeError, ValueError) as error:
+                found.append(str(error))
+        values["WORKERS"] = tuple(groups) or EngineSettings.WORKERS
     engine = EngineSettings(**values)
-    validate(engine)
-    return engine
+    found.extend(problems(engine))
+    return engine, found
 
 
 def worker_group(entry: dict[str, Any] | WorkerGroupConfig) -> WorkerGroupConfig:
@@ -142,40 +164,61 @@ def worker_group(entry: dict[str, Any] | WorkerGroupConfig) -> WorkerGroupConfig
     return WorkerGroupConfig(**values)
 
 
-def validate(engine: EngineSettings) -> None:
-    positive = ("BATCH_SIZE", "HEARTBEAT_INTERVAL", "WORKER_DEAD_AFTER", "SCHEDULER_INTERVAL")
-    for name in positive:
+def seconds(value: Any, *, zero: bool = False) -> bool:
+    """A number of seconds a timer can wait: finite, above zero (or zero too), at most threading.TIMEOUT_MAX."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return (value >= 0 if zero else value > 0) and value <= threading.TIMEOUT_MAX
+
+
+def problems(engine: EngineSettings) -> list[str]:
+    """What is wrong in `engine`, one message per bad value."""
+    found = []
+    if isinstance(engine.BATCH_SIZE, bool) or not isinstance(engine.BATCH_SIZE, int) or engine.BATCH_SIZE < 1:
+        found.append(f"TASKQUEUE['BATCH_SIZE'] must be a whole number of 1 or more, got {engine.BATCH_SIZE!r}.")
+    for name in ("HEARTBEAT_INTERVAL", "WORKER_DEAD_AFTER", "SCHEDULER_INTERVAL"):
         value = getattr(engine, name)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise ValueError(f"TASKQUEUE[{name!r}] must be a positive number, got {value!r}.")
+        if not seconds(value):
+            found.append(f"TASKQUEUE[{name!r}] must be a positive number of seconds, got {value!r}.")
     for name in ("SHUTDOWN_TIMEOUT", "RESULT_RETENTION"):
         value = getattr(engine, name)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise ValueError(f"TASKQUEUE[{name!r}] must be zero or more, got {value!r}.")
-    check_max_payload_bytes(engine.MAX_PAYLOAD_BYTES)
-    if engine.WORKER_DEAD_AFTER < 3 * engine.HEARTBEAT_INTERVAL:
-        raise ValueError("TASKQUEUE['WORKER_DEAD_AFTER'] must be at least three HEARTBEAT_INTERVALs.")
-    if engine.DATABASE not in settings.DATABASES:
-        raise ValueError(f"TASKQUEUE['DATABASE'] is {engine.DATABASE!r}, which is not in DATABASES.")
+        if not seconds(value, zero=True):
+            found.append(f"TASKQUEUE[{name!r}] must be a number of seconds, zero or more, got {value!r}.")
+    try:
+        check_max_payload_bytes(engine.MAX_PAYLOAD_BYTES)
+    except ValueError as error:
+        found.append(str(error))
+    if (
+        seconds(engine.WORKER_DEAD_AFTER)
+        and seconds(engine.HEARTBEAT_INTERVAL)
+        and engine.WORKER_DEAD_AFTER < 3 * engine.HEARTBEAT_INTERVAL
+    ):
+        found.append("TASKQUEUE['WORKER_DEAD_AFTER'] must be at least three HEARTBEAT_INTERVALs.")
+    if not isinstance(engine.DATABASE, str) or engine.DATABASE not in settings.DATABASES:
+        found.append(f"TASKQUEUE['DATABASE'] is {engine.DATABASE!r}, which is not in DATABASES.")
+    if not isinstance(engine.LISTEN_NOTIFY, bool):
+        found.append(f"TASKQUEUE['LISTEN_NOTIFY'] must be True or False, got {engine.LISTEN_NOTIFY!r}.")
     if not isinstance(engine.RECURRING, dict):
-        raise ValueError("TASKQUEUE['RECURRING'] must be a dict of recurring task definitions by key.")
-    for key, definition in engine.RECURRING.items():
-        if not isinstance(definition, dict) or not {"task_path", "schedule"} <= set(definition):
-            raise ValueError(f"TASKQUEUE['RECURRING'][{key!r}] needs at least 'task_path' and 'schedule'.")
+        found.append("TASKQUEUE['RECURRING'] must be a dict of recurring task definitions by key.")
+    else:
+        for key, definition in engine.RECURRING.items():
+            if not isinstance(definition, dict) or not {"task_path", "schedule"} <= set(definition):
+                found.append(f"TASKQUEUE['RECURRING'][{key!r}] needs at least 'task_path' and 'schedule'.")
     modules = engine.TASK_MODULES
     if (
         isinstance(modules, str)
         or not isinstance(modules, list | tuple)
         or not all(isinstance(module, str) and module for module in modules)
     ):
-        raise ValueError(f"TASKQUEUE['TASK_MODULES'] must be a list of module names, got {modules!r}.")
+        found.append(f"TASKQUEUE['TASK_MODULES'] must be a list of module names, got {modules!r}.")
     for group in engine.WORKERS:
-        if not isinstance(group.num_threads, int) or group.num_threads < 1:
-            raise ValueError(f"Worker group {group.name!r}: num_threads must be 1 or more.")
-        if not isinstance(group.sleep_seconds_when_empty, int | float) or group.sleep_seconds_when_empty <= 0:
-            raise ValueError(f"Worker group {group.name!r}: sleep_seconds_when_empty must be positive.")
+        if isinstance(group.num_threads, bool) or not isinstance(group.num_threads, int) or group.num_threads < 1:
+            found.append(f"Worker group {group.name!r}: num_threads must be 1 or more.")
+        if not seconds(group.sleep_seconds_when_empty):
+            found.append(f"Worker group {group.name!r}: sleep_seconds_when_empty must be a positive number of seconds.")
         if not group.queues and not group.queue_classes:
-            raise ValueError(f"Worker group {group.name!r} selects no queue.")
+            found.append(f"Worker group {group.name!r} selects no queue.")
+    return found
 
 
 def check_max_payload_bytes(value: Any) -> None:

@@ -106,6 +106,9 @@ class BaseQueue[T]:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        backoff = cls.retry_backoff
+        if isinstance(backoff, bool) or not isinstance(backoff, int | float) or not 0 <= backoff < float("inf"):
+            raise TaskQueueError(f"{cls.path()}.retry_backoff must be finite seconds >= 0, not {backoff!r}.")
         registry.declare(KIND, cls.__module__, cls.__qualname__)
         if "queue_name" not in cls.__dict__:
             cls.queue_name = cls.path()

@@ -155,6 +155,13 @@ def test_bad_definitions_are_refused() -> None:
         shared_task(retry_kwargs={"retries": 3})
     with pytest.raises(ValueError, match="max_retries"):
         shared_task(max_retries=-1)
+    for backoff in (0.5, -2, 0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="retry_backoff must be True, False or a factor of 1 or more"):
+            shared_task(retry_backoff=backoff)
+    with pytest.raises(ValueError, match="retry_backoff_max"):
+        shared_task(retry_backoff=True, retry_backoff_max=float("inf"))
+    with pytest.raises(ValueError, match="countdown"):
+        shared_task(default_retry_delay=-1)
 
     def local() -> None: ...
 

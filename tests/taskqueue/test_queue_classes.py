@@ -244,3 +244,9 @@ def test_retention_zero_deletes_successful_tasks_at_once(drain) -> None:
 
 def test_database_is_the_one_in_use() -> None:
     assert connection.vendor in ("sqlite", "postgresql")
+
+
+@pytest.mark.parametrize("backoff", [-1.0, float("inf"), float("nan"), "2"])
+def test_a_retry_backoff_no_clock_can_wait_is_refused_at_definition(backoff: object) -> None:
+    with pytest.raises(TaskQueueError, match="retry_backoff must be finite seconds >= 0"):
+        type("Backoff", (BaseQueue,), {"retry_backoff": backoff, "__module__": __name__})

@@ -40,9 +40,15 @@ def test_overrides_win_over_settings(settings) -> None:
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        ({"BATCH_SIZE": 0}, "BATCH_SIZE'] must be a positive number"),
+        ({"BATCH_SIZE": 0}, "BATCH_SIZE'] must be a whole number of 1 or more"),
+        ({"BATCH_SIZE": 2.5}, "BATCH_SIZE'] must be a whole number of 1 or more"),
         ({"HEARTBEAT_INTERVAL": "2"}, "HEARTBEAT_INTERVAL'] must be a positive number"),
-        ({"RESULT_RETENTION": -1}, "RESULT_RETENTION'] must be zero or more"),
+        ({"HEARTBEAT_INTERVAL": float("nan")}, "HEARTBEAT_INTERVAL'] must be a positive number"),
+        ({"SCHEDULER_INTERVAL": float("inf")}, "SCHEDULER_INTERVAL'] must be a positive number"),
+        ({"RESULT_RETENTION": -1}, "RESULT_RETENTION'] must be a number of seconds, zero or more"),
+        ({"SHUTDOWN_TIMEOUT": 1e300}, "SHUTDOWN_TIMEOUT'] must be a number of seconds, zero or more"),
+        ({"LISTEN_NOTIFY": "yes"}, "LISTEN_NOTIFY'] must be True or False"),
+        ({"WORKERS": [{"sleep_seconds_when_empty": float("inf")}]}, "sleep_seconds_when_empty must be a positive"),
         ({"HEARTBEAT_INTERVAL": 10, "WORKER_DEAD_AFTER": 20}, "at least three HEARTBEAT_INTERVALs"),
         ({"WORKERS": [{"num_threads": 0}]}, "num_threads must be 1 or more"),
         ({"WORKERS": [{"queues": "email"}]}, "must be a list of strings"),
@@ -59,11 +65,31 @@ def test_bad_values_are_reported_by_a_system_check(settings, value: dict, messag
     assert message in errors[0].msg
 
 
+def test_every_bad_value_is_reported_at_once(settings) -> None:
+    settings.TASKQUEUE = {"BATCH_SIZE": 0, "HEARTBEAT_INTERVAL": -1, "NOPE": 1, "WORKERS": [{"num_threads": 0}, 7]}
+    messages = [error.msg for error in check_settings(None)]
+    assert len(messages) == 5, messages
+    parts = ("BATCH_SIZE", "HEARTBEAT_INTERVAL", "Unknown TASKQUEUE settings: NOPE", "num_threads", "must be a dict")
+    for part in parts:
+        assert any(part in message for message in messages), (part, messages)
+    with pytest.raises(ValueError, match=r"BATCH_SIZE.*HEARTBEAT_INTERVAL"):
+        load_settings()
+
+
+def test_settings_that_are_not_a_dict_are_reported(settings) -> None:
+    settings.TASKQUEUE = ["BATCH_SIZE", 5]
+    messages = [error.msg for error in check_settings(None)]
+    assert messages == ["TASKQUEUE must be a dict of settings, got ['BATCH_SIZE', 5]."]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--threads", "0"], "--threads must be 1 or more"),
-        (["--interval", "0"], "--interval must be positive"),
+        (["--interval", "0"], "--interval must be a positive number of seconds"),
+        (["--interval", "inf"], "--interval must be a positive number of seconds"),
+        (["--interval", "nan"], "--interval must be a positive number of seconds"),
+        (["--interval", "1e12"], "--interval must be a positive number of seconds"),
         (["--queues", " , "], "--queues selects no queue"),
         (["--processes", "0"], "--processes must be 1 or more"),
     ],

@@ -29,6 +29,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from typing import Any
 
@@ -71,8 +72,9 @@ class Command(BaseCommand):
         for flag in ("threads", "processes", "batch_size"):
             if options[flag] is not None and options[flag] < 1:
                 raise CommandError(f"--{flag.replace('_', '-')} must be 1 or more.")
-        if options["interval"] is not None and options["interval"] <= 0:
-            raise CommandError("--interval must be positive.")
+        interval = options["interval"]
+        if interval is not None and not 0 < interval <= threading.TIMEOUT_MAX:
+            raise CommandError(f"--interval must be a positive number of seconds (at most {threading.TIMEOUT_MAX:g}).")
         try:
             engine = load_settings({"BATCH_SIZE": options["batch_size"]} if options["batch_size"] else None)
         except ValueError as error:
