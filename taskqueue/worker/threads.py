@@ -30,7 +30,7 @@ from taskqueue.engine.claim import ClaimedTask, Claimer
 from taskqueue.engine.executors import TaskControl
 from taskqueue.engine.outcomes import Failed, Recorder, Start
 from taskqueue.engine.running import run_task
-from taskqueue.models import Task
+from taskqueue.models import Task, WorkerProcess
 from taskqueue.serialization import ErrorInfo
 
 logger = logging.getLogger("taskqueue.worker")
@@ -263,7 +263,12 @@ class WorkerGroup(threading.Thread):
         """`schedule`: also run the scheduler of recurring tasks in this process. `process_exits`: the
         process ends when the group does (the worker command), so tasks still running in its threads
         after SHUTDOWN_TIMEOUT are put back; otherwise (a group run from Python) they are left to end,
-        since a thread cannot be stopped from outside, and the group waits for them."""
+        since a thread cannot be stopped from outside, and the group waits for them.
+
+        Raises ValueError for a name the worker table cannot hold (it would never register)."""
+        longest = WorkerProcess._meta.get_field("name").max_length or 0
+        if not name or len(name) > longest:
+            raise ValueError(f"A worker name must be 1 to {longest} characters, got {len(name)}: {name[:40]!r}...")
         super().__init__(name=f"{name}-group", daemon=True)
         self.schedule = schedule
         self.process_exits = process_exits

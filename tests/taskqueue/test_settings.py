@@ -92,8 +92,17 @@ def test_settings_that_are_not_a_dict_are_reported(settings) -> None:
         (["--interval", "1e12"], "--interval must be a positive number of seconds"),
         (["--queues", " , "], "--queues selects no queue"),
         (["--processes", "0"], "--processes must be 1 or more"),
+        (["--name", "w" * 201], "--name must be 1 to 200 characters, got 201"),
+        (["--name", "w" * 201, "--processes", "2"], "--name must be 1 to 200 characters"),
+        (["--name", ""], "--name must be 1 to 200 characters, got 0"),
     ],
 )
 def test_bad_worker_flags_are_refused_before_starting(args: list[str], message: str) -> None:
     with pytest.raises(CommandError, match=message):
         call_command("taskqueue_worker", *args)
+
+
+def test_a_worker_group_named_longer_than_the_table_holds_is_refused(settings) -> None:
+    settings.TASKQUEUE = {"WORKERS": [{"name": "g" * 250}]}
+    with pytest.raises(CommandError, match="A worker name must be 1 to 200 characters, got 250"):
+        call_command("taskqueue_worker")

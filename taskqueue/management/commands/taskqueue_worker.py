@@ -38,6 +38,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from taskqueue.conf import WorkerGroupConfig, load_settings
 from taskqueue.engine import registry
 from taskqueue.exceptions import TaskModuleError
+from taskqueue.models import WorkerProcess
 from taskqueue.worker.threads import Worker, WorkerGroup
 
 logger = logging.getLogger("taskqueue.worker")
@@ -72,6 +73,9 @@ class Command(BaseCommand):
         for flag in ("threads", "processes", "batch_size"):
             if options[flag] is not None and options[flag] < 1:
                 raise CommandError(f"--{flag.replace('_', '-')} must be 1 or more.")
+        longest = WorkerProcess._meta.get_field("name").max_length or 0
+        if options["name"] is not None and not 0 < len(options["name"]) <= longest:
+            raise CommandError(f"--name must be 1 to {longest} characters, got {len(options['name'])}.")
         interval = options["interval"]
         if interval is not None and not 0 < interval <= threading.TIMEOUT_MAX:
             raise CommandError(f"--interval must be a positive number of seconds (at most {threading.TIMEOUT_MAX:g}).")
@@ -99,7 +103,11 @@ class Command(BaseCommand):
         ]
         if options["only_schedule"]:
             workers = []
-        group = WorkerGroup(workers, name=name, settings=engine, schedule=not options["only_work"], process_exits=True)
+        try:
+            group = WorkerGroup(workers, name=name, settings=engine, schedule=not options["only_work"],
+                                process_exits=True)  # fmt: skip
+        except ValueError as error:
+            raise CommandError(str(error)) from error
         run_until_signalled(group, supervisor_pid=supervisor_pid())
 
     def groups(self, configured: tuple[WorkerGroupConfig, ...], options: dict[str, Any]) -> list[WorkerGroupConfig]:
