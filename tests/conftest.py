@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -16,17 +15,14 @@ from pathlib import Path
 
 import pytest
 from django.db import connection
-from django.utils import timezone
 
 from config.test_settings import TEST_TASK_MODULES
 from scripts.pgcluster import free_port
-from taskqueue.engine import liveness
-from taskqueue.engine.claim import Claimer
 from taskqueue.engine.executors import TaskControl
-from taskqueue.engine.outcomes import Recorder, Start
-from taskqueue.engine.running import run_task
+from taskqueue.testing import run_pending
 
-pytest_plugins = ["tests.browser", "tests.smtp"]  # the `page` and `smtp_server` fixtures
+# The `page` and `smtp_server` fixtures, and the queue's own `task_queue` (taskqueue.testing's helpers).
+pytest_plugins = ["tests.browser", "tests.smtp", "taskqueue.pytest_plugin"]
 
 PROJECT = Path(__file__).resolve().parent.parent
 # What child processes keep of this process's environment: not the settings test_settings put there.
@@ -133,26 +129,13 @@ def gunicorn(production_env: dict[str, str]) -> Iterator[callable]:
 
 @pytest.fixture
 def drain(db) -> Callable[..., int]:
-    """Claim and run ready tasks in this thread, as a worker would, until none is left. Returns tasks run.
+    """Claim and run ready tasks in this thread, as a worker would, until none is left; returns how
+    many attempts ran (taskqueue.testing.run_pending, counted).
 
     With a `control` whose worker is stopping, it stops after one batch, as a worker would."""
 
     def run(*selectors: str, batch: int = 10, retention: float = 3600, control: TaskControl | None = None) -> int:
-        process = liveness.register(connection.alias, "test-drain", list(selectors) or ["*"], 1)
-        claimer = Claimer(connection.alias, process.pk, list(selectors) or ["*"])
-        recorder = Recorder(connection.alias, process.pk, "test-drain", retention)
-        control = control or TaskControl(threading.Event(), "test-drain")
-        ran = 0
-        while tasks := claimer.claim(batch, timezone.now()):
-            for task in tasks:
-                if recorder.begin(task) is Start.RUN:
-                    recorder.add(run_task(task, control))
-                    ran += 1
-            recorder.flush()
-            if control.worker_stopping.is_set():
-                break
-        liveness.deregister(connection.alias, process.pk)
-        return ran
+        return len(run_pending(list(selectors) or ["*"], batch=batch, retention=retention, control=control))
 
     return run
 

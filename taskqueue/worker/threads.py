@@ -124,6 +124,8 @@ class Worker(threading.Thread):
         finally:
             if own_group:
                 group.request_stop()
+            elif group.burst:
+                group.worker_done()
             connections.close_all()
 
     def _loop(self, group: WorkerGroup) -> None:
@@ -143,6 +145,8 @@ class Worker(threading.Thread):
                 continue
             if not tasks:
                 self._flush(recorder)
+                if group.burst:
+                    break  # nothing due: a burst worker's thread is done
                 wait = self.sleep_seconds_when_empty
                 if repolls < len(REPOLL_AFTER_WAKE):
                     wait = min(wait, REPOLL_AFTER_WAKE[repolls])
@@ -259,11 +263,13 @@ class WorkerGroup(threading.Thread):
         settings: EngineSettings | None = None,
         schedule: bool = True,
         process_exits: bool = False,
+        burst: bool = False,
     ) -> None:
         """`schedule`: also run the scheduler of recurring tasks in this process. `process_exits`: the
         process ends when the group does (the worker command), so tasks still running in its threads
         after SHUTDOWN_TIMEOUT are put back; otherwise (a group run from Python) they are left to end,
-        since a thread cannot be stopped from outside, and the group waits for them.
+        since a thread cannot be stopped from outside, and the group waits for them. `burst`: each
+        thread ends once it finds nothing due, and the group with the last one.
 
         Raises ValueError for a name the worker table cannot hold (it would never register)."""
         longest = WorkerProcess._meta.get_field("name").max_length or 0
@@ -272,6 +278,9 @@ class WorkerGroup(threading.Thread):
         super().__init__(name=f"{name}-group", daemon=True)
         self.schedule = schedule
         self.process_exits = process_exits
+        self.burst = burst
+        self._busy_workers = len(workers)
+        self._busy_lock = threading.Lock()
         self.workers = list(workers)
         self.label = name
         self.engine = settings or load_settings()
@@ -293,6 +302,14 @@ class WorkerGroup(threading.Thread):
         self.stopping.set()
         for worker in self.workers:
             worker.request_stop()
+
+    def worker_done(self) -> None:
+        """A burst worker's thread found nothing due and ended; the last one ends the group."""
+        with self._busy_lock:
+            self._busy_workers -= 1
+            last = self._busy_workers == 0
+        if last:
+            self.request_stop()
 
     def stop(self) -> None:
         """Ask every thread to stop and wait. Tasks not started are put back; running ones are asked to

@@ -80,7 +80,7 @@ def test_a_task_runs_and_its_result_is_complete(drain) -> None:
     drain()
     result.refresh()
     assert result.status == TaskResultStatus.SUCCESSFUL and result.return_value == 5
-    assert result.attempts == 1 and result.worker_ids == ["test-drain"]
+    assert result.attempts == 1 and result.worker_ids == ["taskqueue.testing"]
     assert result.enqueued_at <= result.started_at <= result.finished_at
     assert result.last_attempted_at == result.started_at
     assert result.errors == []
@@ -115,7 +115,7 @@ def test_a_failure_keeps_the_exception_class_and_traceback(drain) -> None:
     assert failed.status == TaskResultStatus.FAILED
     assert [error.exception_class for error in failed.errors] == [ValueError]
     assert "ValueError: no coffee" in failed.errors[0].traceback
-    assert failed.attempts == 1 and failed.worker_ids == ["test-drain"]
+    assert failed.attempts == 1 and failed.worker_ids == ["taskqueue.testing"]
     with pytest.raises(ValueError, match="Task failed"):
         failed.return_value  # noqa: B018 - Django raises for a failed task's return value
 

@@ -66,6 +66,9 @@ class Command(BaseCommand):
         role = parser.add_mutually_exclusive_group()
         role.add_argument("--only-work", action="store_true", help="Run tasks; leave recurring tasks to others.")
         role.add_argument("--only-schedule", action="store_true", help="Enqueue recurring tasks; run none.")
+        role.add_argument(
+            "--burst", action="store_true", help="Run what is due, then exit 0 (no recurring tasks are enqueued)."
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["log_level"]:
@@ -83,6 +86,8 @@ class Command(BaseCommand):
             engine = load_settings({"BATCH_SIZE": options["batch_size"]} if options["batch_size"] else None)
         except ValueError as error:
             raise CommandError(str(error)) from error
+        if options["processes"] > 1 and options["burst"]:
+            raise CommandError("--burst runs in one process: give --threads for more at once, not --processes.")
         if options["processes"] > 1:
             sys.exit(Supervisor(child_command(), options["processes"]).run())
         try:
@@ -104,8 +109,8 @@ class Command(BaseCommand):
         if options["only_schedule"]:
             workers = []
         try:
-            group = WorkerGroup(workers, name=name, settings=engine, schedule=not options["only_work"],
-                                process_exits=True)  # fmt: skip
+            group = WorkerGroup(workers, name=name, settings=engine, process_exits=True, burst=options["burst"],
+                                schedule=not (options["only_work"] or options["burst"]))  # fmt: skip
         except ValueError as error:
             raise CommandError(str(error)) from error
         run_until_signalled(group, supervisor_pid=supervisor_pid())

@@ -7,7 +7,9 @@ from django.contrib.auth.models import User
 from django.urls import reverse
 
 from apps.emails.models import ContactMessage
+from apps.emails.tasks import WelcomeEmail, WelcomeEmailQueue, notify_team_of_contact
 from taskqueue.models import Task
+from taskqueue.testing import assert_enqueued
 
 SIGN_UP = {
     "username": "ada",
@@ -25,10 +27,9 @@ def test_signing_up_creates_the_account_logs_in_and_queues_one_welcome_email(cli
     user = User.objects.get(username="ada")
     assert home.context["user"] == user
     assert "A welcome email is on its way to ada@example.com" in home.text
-    task = Task.objects.get()
-    assert task.task_path == "apps.emails.tasks.WelcomeEmailQueue"
-    assert task.queue_name == "email" and task.payload == {"arg": {"user_id": user.pk}}
+    [task] = assert_enqueued(WelcomeEmailQueue, count=1, arg=WelcomeEmail(user_id=user.pk), queue_name="email")
     assert task.dupe_key == f"welcome-{user.pk}"
+    assert Task.objects.count() == 1
 
 
 def test_signing_up_with_an_email_already_in_use_is_refused_and_queues_nothing(client, db) -> None:
@@ -55,9 +56,7 @@ def test_a_contact_message_is_kept_and_the_team_notification_queued(client, db) 
     contact = ContactMessage.objects.get()
     assert contact.message == CONTACT["message"]
     assert "your message reached us" in response.text
-    task = Task.objects.get()
-    assert task.task_path == "apps.emails.tasks.notify_team_of_contact"
-    assert task.queue_name == "email"
+    assert_enqueued(notify_team_of_contact, count=1, args=[contact.pk], queue_name="email")
 
 
 def test_an_invalid_contact_message_keeps_nothing_and_queues_nothing(client, db) -> None:
