@@ -24,7 +24,7 @@ from django.views.decorators.http import require_POST
 from taskqueue import dashboard, recurring
 from taskqueue.control import QueueInfo
 from taskqueue.dashboard import error_line, state_filters
-from taskqueue.engine import operations
+from taskqueue.engine import databases, operations
 from taskqueue.exceptions import TaskQueueError
 from taskqueue.models import PausedQueue, RecurringTask, Status, Task, WorkerProcess
 
@@ -75,18 +75,17 @@ class AgeFilter(admin.SimpleListFilter):
 
 
 class EstimatedCountPaginator(Paginator):
-    """On PostgreSQL an unfiltered list uses the planner's row estimate: no full-table COUNT(*)."""
+    """An unfiltered list uses the planner's row estimate where the database keeps one (PostgreSQL):
+    no full-table COUNT(*)."""
 
     @cached_property
     def count(self) -> int:
         queryset = self.object_list
-        connection = connections[queryset.db]
-        if connection.vendor == "postgresql" and not queryset.query.where:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE relname = %s", [Task._meta.db_table])
-                row = cursor.fetchone()
-            if row and row[0] > 10_000:
-                return row[0]
+        if not queryset.query.where:
+            connection = connections[queryset.db]
+            estimate = databases.for_connection(connection).estimated_rows(connection, Task._meta.db_table)
+            if estimate is not None and estimate > 10_000:
+                return estimate
         return super().count
 
 

@@ -17,8 +17,8 @@ from django.db import connections
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from taskqueue.engine.dialect import CLAIMED_COLUMNS, QUEUE_FILTERS, Dialect
-from taskqueue.engine.writegate import gate
+from taskqueue.engine import databases
+from taskqueue.engine.databases.base import CLAIMED_COLUMNS, QUEUE_FILTERS
 from taskqueue.serialization import error_entries
 
 
@@ -121,9 +121,9 @@ class Claimer:
     def __init__(self, using: str, worker_id: int, selectors: list[str]) -> None:
         self.using = using
         self.worker_id = worker_id
-        dialect = Dialect(connections[using].vendor)
+        self.database = databases.for_alias(using)
         self.statements = [
-            (dialect.claim_sql(filter_sql), params)
+            (self.database.claim_sql(filter_sql), params)
             for filter_sql, params in (Selector(text).filter for text in dict.fromkeys(selectors))
         ]
 
@@ -131,7 +131,7 @@ class Claimer:
         connection = connections[self.using]
         stamp = connection.ops.adapt_datetimefield_value(now)
         claimed: list[ClaimedTask] = []
-        with gate(self.using), connection.cursor() as cursor:
+        with self.database.write_turn(connection), connection.cursor() as cursor:
             for sql, filter_params in self.statements:
                 wanted = limit - len(claimed)
                 if wanted <= 0:

@@ -18,6 +18,7 @@ from typing import Any
 from django.db import connections, transaction
 from django.db.models import Q
 
+from taskqueue.engine import databases
 from taskqueue.models import UNFINISHED, ConcurrencyKey, Status, Task
 
 ON_CONFLICT = ("wait", "discard")
@@ -91,19 +92,8 @@ PRUNE_KEYS_BATCH = 1000
 
 
 def _lock(using: str, key: str) -> None:
-    """Take the key's lock row until the transaction ends, making the row if there is none.
-
-    On PostgreSQL one upsert makes or locks the row, so a row pruned meanwhile is made again, never
-    silently not locked; SQLite's transactions each hold the database's write lock already."""
-    if connections[using].vendor == "postgresql":
-        with connections[using].cursor() as cursor:
-            cursor.execute(
-                f"INSERT INTO {ConcurrencyKey._meta.db_table} (key) VALUES (%s) "
-                "ON CONFLICT (key) DO UPDATE SET key = EXCLUDED.key",
-                [key],
-            )
-    else:
-        ConcurrencyKey.objects.using(using).get_or_create(key=key)
+    """Take the key's lock row until the transaction ends, making the row if there is none."""
+    databases.for_alias(using).lock_key(using, key)
 
 
 def prune_keys(using: str) -> int:
@@ -115,8 +105,7 @@ def prune_keys(using: str) -> int:
         f"SELECT id FROM {table} k WHERE NOT EXISTS (SELECT 1 FROM {Task._meta.db_table} t "
         f"WHERE t.concurrency_key = k.key AND t.status IN ({', '.join(['%s'] * len(UNFINISHED))})) LIMIT %s"
     )
-    if connections[using].vendor == "postgresql":
-        unused += " FOR UPDATE SKIP LOCKED"
+    unused += databases.for_alias(using).skip_locked
     with transaction.atomic(using=using), connections[using].cursor() as cursor:
         cursor.execute(f"DELETE FROM {table} WHERE id IN ({unused})", [*UNFINISHED, PRUNE_KEYS_BATCH])
         return cursor.rowcount

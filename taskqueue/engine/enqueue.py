@@ -14,18 +14,11 @@ from typing import Any
 from django.db import IntegrityError, connections, router, transaction
 from django.utils import timezone
 
-from taskqueue.engine import concurrency
+from taskqueue.engine import concurrency, databases
 from taskqueue.engine.concurrency import Concurrency
-from taskqueue.engine.dialect import TABLE
 from taskqueue.exceptions import DupeKeyExc
 from taskqueue.models import Status, Task
 
-# The columns a new task is given, in statement order; the last three are the same for every new task.
-COLUMNS = (
-    "kind", "task_path", "queue_name", "payload", "note", "priority", "status", "dupe_key", "enqueued_at", "run_at",
-    "max_attempts", "retry_abandoned", "concurrency_key", "concurrency_limit", "concurrency_duration",
-    "finished_at", "errors", "attempts", "abandoned", "cancel_requested",
-)  # fmt: skip
 # Rows per INSERT statement: well under SQLite's limit of 32,766 parameters.
 ROWS_PER_STATEMENT = 2000
 
@@ -95,12 +88,7 @@ def _insert(using: str, specs: list[TaskSpec]) -> list[int]:
     moment = timezone.now()
     now = adapt(moment)
     rows = [_row(using, spec, moment, now, adapt) for spec in specs]
-    if connection.vendor == "postgresql":
-        return _insert_postgresql(connection, rows)
-    with connection.cursor() as cursor:
-        values = ", ".join([SQLITE_ROW] * len(rows))
-        cursor.execute(f"{INSERT} VALUES {values} RETURNING id", [value for row in rows for value in row])
-        return [row[0] for row in cursor.fetchall()]
+    return databases.for_connection(connection).insert(connection, rows)
 
 
 def _row(using: str, spec: TaskSpec, moment: datetime, now: Any, adapt: Any) -> tuple[Any, ...]:
@@ -119,36 +107,3 @@ def _row(using: str, spec: TaskSpec, moment: datetime, now: Any, adapt: Any) -> 
         spec.dupe_key, enqueued_at, enqueued_at if spec.run_at is None else adapt(spec.run_at), spec.max_attempts,
         spec.retry_abandoned, limit and limit.key, limit and limit.limit, limit and limit.duration, finished_at, errors,
     )  # fmt: skip
-
-
-def _insert_postgresql(connection: Any, rows: list[tuple[Any, ...]]) -> list[int]:
-    """One short statement whatever the row count: column arrays, sent in binary and unnested in order."""
-    import psycopg
-
-    connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
-        if len(rows) == 1:
-            cursor.execute(POSTGRESQL_INSERT_ONE, rows[0])
-        else:
-            cursor.execute(POSTGRESQL_INSERT_MANY, [list(column) for column in zip(*rows, strict=True)])
-        return [row[0] for row in cursor.fetchall()]
-
-
-INSERT = f"INSERT INTO {TABLE} ({', '.join(COLUMNS)})"
-SQLITE_ROW = f"({', '.join(['%s'] * 17)}, 0, 0, 0)"
-POSTGRESQL_INSERT_ONE = (
-    f"{INSERT} VALUES (%b, %b, %b, %b::jsonb, %b, %b, %b, %b, %b, %b, %b, %b, %b, %b, %b, %b, %b::jsonb, "
-    "0, FALSE, FALSE) "
-    "RETURNING id"
-)
-POSTGRESQL_INSERT_MANY = (
-    f"{INSERT} SELECT kind, task_path, queue_name, payload::jsonb, note, priority, status, dupe_key, enqueued_at, "
-    "run_at, max_attempts, retry_abandoned, concurrency_key, concurrency_limit, concurrency_duration, finished_at, "
-    "errors::jsonb, 0, FALSE, FALSE FROM unnest("
-    "%b::varchar[], %b::varchar[], %b::varchar[], %b::text[], %b::text[], %b::smallint[], %b::varchar[], "
-    "%b::varchar[], %b::timestamptz[], %b::timestamptz[], %b::integer[], %b::boolean[], %b::varchar[], "
-    "%b::smallint[], %b::float8[], %b::timestamptz[], %b::text[]) WITH ORDINALITY AS "
-    "new (kind, task_path, queue_name, payload, note, priority, status, dupe_key, enqueued_at, run_at, "
-    "max_attempts, retry_abandoned, concurrency_key, concurrency_limit, concurrency_duration, finished_at, "
-    "errors, position) ORDER BY position RETURNING id"
-)

@@ -29,18 +29,14 @@ from django.db import connections, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
-from taskqueue.engine import concurrency
+from taskqueue.engine import concurrency, databases
+from taskqueue.engine.databases.base import FREE, HELD
 from taskqueue.models import Status, Task, WorkerProcess
 from taskqueue.serialization import ErrorInfo
 
 logger = logging.getLogger("taskqueue.liveness")
 
-# Two-integer advisory lock key: (namespace, worker process id).
-LOCK_NAMESPACE = 0x7A51
 HOSTNAME = socket.gethostname()
-# Statements of the heartbeat's own connection give up quickly instead of waiting behind task work.
-HEARTBEAT_STATEMENT_TIMEOUT_MS = 5000
-HEARTBEAT_LOCK_TIMEOUT_MS = 2000
 
 
 def process_start_time(pid: int) -> int | None:
@@ -128,16 +124,12 @@ class Heartbeat:
         self.process.save(using=self.using, force_insert=True)
 
     def _hold_lock(self) -> None:
+        """The session lock, taken again on each new connection (after a reconnect)."""
         connection = connections[self.using]
-        if connection.vendor != "postgresql":
-            return
         connection.ensure_connection()
         if self._locked_on is connection.connection:
             return
-        with connection.cursor() as cursor:
-            cursor.execute(f"SET statement_timeout = {HEARTBEAT_STATEMENT_TIMEOUT_MS}")
-            cursor.execute(f"SET lock_timeout = {HEARTBEAT_LOCK_TIMEOUT_MS}")
-            cursor.execute("SELECT pg_advisory_lock(%s, %s)", [LOCK_NAMESPACE, self.process_id])
+        databases.for_connection(connection).hold_session_lock(connection, self.process_id)
         self._locked_on = connection.connection
 
 
@@ -171,13 +163,13 @@ class Recovery:
         here = process.hostname == HOSTNAME
         silence = now - process.heartbeat_at
         lock = self._lock(process.pk)
-        if lock == "held":
+        if lock == HELD:
             return None
         if here:
             if pid_alive(process.pid, process.pid_started):
                 return None
             return f"process {process.pid} no longer exists"
-        if lock == "free":
+        if lock == FREE:
             if silence > self.grace:
                 return f"its session is gone (advisory lock free), no heartbeat for {silence.total_seconds():.0f}s"
             return None
@@ -186,19 +178,9 @@ class Recovery:
         return None
 
     def _lock(self, process_id: int) -> str:
-        """'held', 'free', or 'unknown' (not PostgreSQL, or the server restarted moments ago)."""
+        """HELD, FREE, or UNKNOWN (a database without session locks, or one restarted moments ago)."""
         connection = connections[self.using]
-        if connection.vendor != "postgresql":
-            return "unknown"
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT now() - pg_postmaster_start_time() > %s", [self.grace])
-            if not cursor.fetchone()[0]:
-                return "unknown"  # just restarted: living workers have not re-taken their locks yet
-            cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [LOCK_NAMESPACE, process_id])
-            free = cursor.fetchone()[0]
-            if free:
-                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [LOCK_NAMESPACE, process_id])
-        return "free" if free else "held"
+        return databases.for_connection(connection).session_lock(connection, process_id, self.grace)
 
     def release_orphans(self, held: set[int], older_than: timedelta, now: float) -> int:
         """Put back tasks claimed under this process that no thread has held for `older_than` (a claim

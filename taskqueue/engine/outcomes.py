@@ -15,13 +15,12 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from django.db import connections, transaction
+from django.db import connections
 from django.utils import timezone
 
-from taskqueue.engine import concurrency
+from taskqueue.engine import concurrency, databases
 from taskqueue.engine.claim import ClaimedTask
-from taskqueue.engine.dialect import TABLE, Dialect
-from taskqueue.engine.writegate import gate
+from taskqueue.engine.databases.base import TABLE, Statement
 from taskqueue.models import Status
 from taskqueue.serialization import ErrorInfo
 
@@ -158,14 +157,12 @@ class Recorder:
         keys = {o.task.concurrency_key for o in self.pending if o.task.concurrency_key}
         if starting is not None and starting.concurrency_key:
             keys.add(starting.concurrency_key)
-        postgresql = connection.vendor == "postgresql"
-        if postgresql:
-            self._tune(connection)
-        if postgresql and not keys and not connection.in_atomic_block:
-            results = _run_as_one_statement(connection, statements)
-        else:
-            with gate(self.using):
-                results = _run_in_a_transaction(connection, statements, lambda: self._promote(keys, writer.now))
+        database = databases.for_connection(connection)
+        connection.ensure_connection()
+        if self._tuned_on is not connection.connection:
+            database.tune_writer(connection)
+            self._tuned_on = connection.connection
+        results = database.write(connection, statements, (lambda: self._promote(keys, writer.now)) if keys else None)
         written = [o for o, changed in zip(self.pending, results, strict=False) if _kept(o, changed)]
         start = writer.started(starting, results[-1]) if starting is not None else Start.RUN
         self.pending = []
@@ -183,52 +180,8 @@ class Recorder:
         for key in sorted(keys):
             concurrency.promote(self.using, key, now)
 
+    # The connection this recorder's writes were tuned on (see Database.tune_writer).
     _tuned_on: Any = None
-
-    def _tune(self, connection: Any) -> None:
-        """A worker's own writes commit asynchronously on PostgreSQL: visible at once and safe from the
-        worker's death, without waiting for a disk flush per task. Only a crash of the database server
-        itself can lose the last fraction of a second of them, and those tasks then run again."""
-        connection.ensure_connection()
-        if self._tuned_on is not connection.connection:
-            with connection.cursor() as cursor:
-                cursor.execute("SET synchronous_commit = off")
-            self._tuned_on = connection.connection
-
-
-# A statement of one write: SQL, its parameters, and whether it returns the start's row.
-Statement = tuple[str, list[Any]]
-
-
-def _run_in_a_transaction(connection: Any, statements: list[Statement], then: Callable[[], None]) -> list[Any]:
-    """Each statement in turn, in one transaction; for each, the rows it changed (the start: its row)."""
-    results: list[Any] = []
-    with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
-        for sql, params in statements:
-            cursor.execute(sql, params)
-            results.append(cursor.fetchone() if " RETURNING " in sql else cursor.rowcount)
-        then()
-    return results
-
-
-def _run_as_one_statement(connection: Any, statements: list[Statement]) -> list[Any]:
-    """PostgreSQL: all the statements as data-modifying CTEs of one statement, atomic by itself and one
-    round trip to the server. They touch different rows, so seeing one snapshot changes nothing."""
-    parts, params, picks = [], [], []
-    for index, (sql, values) in enumerate(statements):
-        returns_row = " RETURNING " in sql
-        parts.append(f"s{index} AS ({sql if returns_row else sql + ' RETURNING 1'})")
-        params.extend(values)
-        picks.append(f"(SELECT cancel_requested FROM s{index}), (SELECT attempts FROM s{index})" if returns_row
-                     else f"(SELECT count(*) FROM s{index})")  # fmt: skip
-    with connection.cursor() as cursor:
-        cursor.execute(f"WITH {', '.join(parts)} SELECT {', '.join(picks)}", params)
-        row = list(cursor.fetchone())
-    if statements and " RETURNING " in statements[-1][0]:
-        attempts = row.pop()
-        cancelled = row.pop()
-        row.append(None if attempts is None else (cancelled, attempts))
-    return row
 
 
 def _kept(outcome: Outcome, changed: int) -> bool:
@@ -251,7 +204,7 @@ class _Writer:
         self.now = now
         self.stamp = connection.ops.adapt_datetimefield_value(now)
         self.adapt = connection.ops.adapt_datetimefield_value
-        self.json = Dialect(connection.vendor).json_param
+        self.json = databases.for_connection(connection).json_param
 
     def start(self, task: ClaimedTask) -> Statement:
         """Count the attempt and stamp the start; or, if a cancel came meanwhile, end it cancelled.

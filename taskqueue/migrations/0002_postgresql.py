@@ -11,7 +11,7 @@ stale and dead index entries pile up between autovacuum runs, slowing every clai
 
 from django.db import migrations
 
-from taskqueue.engine.schema import run_on_postgresql
+from taskqueue.engine.databases.postgresql import run_on_postgresql
 
 CREATE = """
 CREATE FUNCTION taskqueue_notify_ready() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -25,7 +25,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from taskqueue.conf import EngineSettings, load_settings
-from taskqueue.engine import concurrency, executors, liveness
+from taskqueue.engine import concurrency, databases, executors, liveness
 from taskqueue.engine.claim import ClaimedTask, Claimer
 from taskqueue.engine.executors import TaskControl
 from taskqueue.engine.outcomes import Failed, Recorder, Start
@@ -351,7 +351,7 @@ class WorkerGroup(threading.Thread):
         executors.worker_starting()
         self._start_duty("heartbeat", lambda: self._heartbeat(liveness.Heartbeat(self.using, process)))
         self._start_duty("releaser", self._release_stuck_batches)
-        if self.engine.LISTEN_NOTIFY and connections[self.using].vendor == "postgresql":
+        if self.engine.LISTEN_NOTIFY and databases.for_alias(self.using).wakes_workers:
             from taskqueue.worker.wakeup import Listener
 
             Listener(self.using, self.wake_all, self.stopping).start()

@@ -14,6 +14,7 @@ from django.db import connection
 from django.utils import timezone
 
 from taskqueue.engine import liveness
+from taskqueue.engine.databases import postgresql
 from taskqueue.models import Status, Task, WorkerProcess
 from tests.conftest import wait_until
 from tests.taskqueue import sample_queues as q
@@ -53,7 +54,7 @@ def session_of(worker: WorkerProcess) -> Iterator[None]:
     params.pop("cursor_factory", None)
     params.pop("context", None)
     with psycopg.connect(**params, autocommit=True) as session:
-        session.execute("SELECT pg_advisory_lock(%s, %s)", [liveness.LOCK_NAMESPACE, worker.pk])
+        session.execute("SELECT pg_advisory_lock(%s, %s)", [postgresql.LOCK_NAMESPACE, worker.pk])
         yield
 
 

@@ -31,6 +31,7 @@ from django.utils import timezone
 
 from taskqueue import BaseQueue, Retry, Stopped, TaskInfo
 from taskqueue.engine import liveness
+from taskqueue.engine.databases import postgresql
 from taskqueue.models import Status, Task, WorkerProcess
 from tests.conftest import database_url, recorded, wait_until
 from tests.taskqueue import sample_queues as q
@@ -228,7 +229,7 @@ def test_the_heartbeat_times_out_behind_a_lock_on_its_worker_row_and_the_worker_
     with connection.cursor() as cursor:  # A's session holds its advisory lock again: alive, provably
         cursor.execute(
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = %s AND objid = %s",
-            [liveness.LOCK_NAMESPACE, outcome["row"].pk],
+            [postgresql.LOCK_NAMESPACE, outcome["row"].pk],
         )
         assert cursor.fetchone()[0] == 1
 

@@ -19,6 +19,7 @@ from tests.taskqueue import sample_celery as c
 from tests.taskqueue import sample_queues as q
 from tests.taskqueue import sample_tasks as t
 
+
 @pytest.mark.django_db
 def test_run_pending_runs_every_door_through_the_worker_path_and_says_what_became_of_each() -> None:
     ok = q.NoOpQueue.add_task(None).id

@@ -8,7 +8,7 @@ import time
 import pytest
 from django.db import connection, transaction
 
-from taskqueue.engine.writegate import gate
+from taskqueue.engine.databases.sqlite import gate
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -25,13 +25,13 @@ def test_a_second_writer_waits_for_the_gate_and_goes_the_moment_it_is_released()
 
     def second() -> None:
         holding.wait(10)
-        with gate(connection.alias):
+        with gate(connection):
             entered.set()
             released_at.append(time.monotonic())
 
     other = threading.Thread(target=second)
     other.start()
-    with gate(connection.alias):
+    with gate(connection):
         holding.set()
         assert not entered.wait(0.5), "the second writer went in while the gate was held"
         let_go = time.monotonic()
@@ -45,7 +45,7 @@ def test_inside_an_open_transaction_the_gate_is_not_taken() -> None:
     outside = threading.Event()
 
     def holder() -> None:
-        with gate(connection.alias):
+        with gate(connection):
             outside.set()
             time.sleep(1.0)
 
@@ -53,7 +53,7 @@ def test_inside_an_open_transaction_the_gate_is_not_taken() -> None:
     other.start()
     outside.wait(10)
     started = time.monotonic()
-    with transaction.atomic(), gate(connection.alias):
+    with transaction.atomic(), gate(connection):
         waited = time.monotonic() - started
     other.join(10)
     assert waited < 0.5
