@@ -9,7 +9,6 @@ from django.utils import timezone
 
 from apps.reports.data import FIRST_YEAR, LAST_YEAR
 from apps.reports.models import Report
-from apps.reports.tasks import catch_up_active
 
 MAX_ACTIVE_REPORTS = 3
 
@@ -39,7 +38,6 @@ class ReportForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         cleaned_data = super().clean()
         owner = self.instance.owner
-        catch_up_active(owner)
         if owner.reports.filter(status__in=Report.ACTIVE).count() >= MAX_ACTIVE_REPORTS:
             raise forms.ValidationError(
                 "You already have %(count)d reports in progress: wait for one to finish, or cancel one.",

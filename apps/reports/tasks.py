@@ -1,5 +1,6 @@
 """The report build, a `django.tasks` task that the task queue's worker runs, and what the web side
-does with it: enqueue it, cancel it, and catch up with a task that ended without saying so.
+does with it: enqueue it and cancel it. (`signals.finish_ended_build` finishes a report whose task ended
+without finishing it.)
 
 The build goes step by step (a month of data per step, then the CSV, then the chart), saves its
 progress on the Report row after each step and checks `stop_requested()` between steps. A stop is
@@ -18,10 +19,8 @@ from collections.abc import Iterator
 from decimal import Decimal
 
 from django.conf import settings
-from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.tasks import TaskResultStatus, task
-from django.tasks.exceptions import TaskResultDoesNotExist
 
 import taskqueue
 from apps.reports.charts import bar_chart
@@ -135,32 +134,8 @@ def cancel_report(report: Report) -> bool:
         return False
     if report.task_id:
         taskqueue.cancel([int(report.task_id)])
-        catch_up(report)
+        if build_report.get_result(report.task_id).status == TaskResultStatus.FAILED:  # it was waiting: it ended
+            report.finish(Report.Status.CANCELLED)
     else:
         report.finish(Report.Status.CANCELLED)  # not enqueued yet: the task will find it finished
     return True
-
-
-def catch_up_active(owner: AbstractBaseUser) -> None:
-    """`catch_up` the owner's unfinished reports (a handful at most: the form limits them), so that lists
-    and the limit itself count only reports that are really waiting or running."""
-    for report in Report.objects.filter(owner=owner, status__in=Report.ACTIVE):
-        catch_up(report)
-
-
-def catch_up(report: Report) -> None:
-    """Finish an unfinished report whose task has ended without finishing it: cancelled before it
-    started, cancelled by an operator, or out of attempts after its workers died. Without this its
-    page would say "queued" forever."""
-    if not report.is_active or not report.task_id:
-        return
-    try:
-        result = build_report.get_result(report.task_id)
-    except TaskResultDoesNotExist:
-        return
-    if result.status != TaskResultStatus.FAILED:
-        return
-    if report.cancel_requested:
-        report.finish(Report.Status.CANCELLED)
-    else:
-        report.finish(Report.Status.FAILED, error=ENDED_UNEXPECTEDLY)

@@ -22,7 +22,7 @@ from django.views.generic.detail import BaseDetailView, SingleObjectMixin
 
 from apps.reports.forms import ReportForm
 from apps.reports.models import Report
-from apps.reports.tasks import cancel_report, catch_up, catch_up_active, request_build
+from apps.reports.tasks import cancel_report, request_build
 
 # The chart is served from this site: it may draw, never run a script or load anything.
 CHART_POLICY = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
@@ -38,20 +38,11 @@ class OwnReportsMixin(LoginRequiredMixin):
 
 
 class LiveReportMixin(OwnReportsMixin, SingleObjectMixin):
-    """One report, brought up to date with its task first (see `catch_up`)."""
-
-    def get_object(self, queryset: QuerySet[Report] | None = None) -> Report:
-        report = super().get_object(queryset)
-        catch_up(report)
-        return report
+    """One of the user's reports."""
 
 
 class ReportListView(OwnReportsMixin, ListView):
     paginate_by = 20
-
-    def get_queryset(self) -> QuerySet[Report]:
-        catch_up_active(self.request.user)
-        return super().get_queryset()
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         return super().get_context_data(form=ReportForm(), **kwargs)

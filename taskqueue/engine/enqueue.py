@@ -14,6 +14,7 @@ from typing import Any
 from django.db import IntegrityError, connections, router, transaction
 from django.utils import timezone
 
+from taskqueue import signals
 from taskqueue.engine import concurrency, databases
 from taskqueue.engine.concurrency import Concurrency
 from taskqueue.exceptions import DupeKeyExc
@@ -88,7 +89,19 @@ def _insert(using: str, specs: list[TaskSpec]) -> list[int]:
     moment = timezone.now()
     now = adapt(moment)
     rows = [_row(using, spec, moment, now, adapt) for spec in specs]
-    return databases.for_connection(connection).insert(connection, rows)
+    ids = databases.for_connection(connection).insert(connection, rows)
+    discarded = [
+        (task_id, spec.kind, spec.task_path, Status.CANCELLED.value, signals.DISCARDED)
+        for task_id, spec, row in zip(ids, specs, rows, strict=True)
+        if row[STATUS_COLUMN] == Status.CANCELLED
+    ]
+    if discarded and signals.listened():
+        transaction.on_commit(lambda: signals.send_ended(discarded), using=using)
+    return ids
+
+
+# Where a row's status is, in the rows `_row` builds (INSERT_COLUMNS order).
+STATUS_COLUMN = 6
 
 
 def _row(using: str, spec: TaskSpec, moment: datetime, now: Any, adapt: Any) -> tuple[Any, ...]:

@@ -29,6 +29,7 @@ from django.db import connections, transaction
 from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
+from taskqueue import signals
 from taskqueue.engine import concurrency, databases
 from taskqueue.engine.databases.base import FREE, HELD
 from taskqueue.models import Status, Task, WorkerProcess
@@ -258,8 +259,9 @@ def recover_orphans(using: str, now: datetime) -> int:
     orphans = Task.objects.using(using).filter(status=Status.RUNNING).exclude(claimed_by__in=living)
     recovered = 0
     fields = ("id", "attempts", "max_attempts", "retry_abandoned", "errors", "claimed_by_id", "claims", "started_at",
-              "cancel_requested", "concurrency_key")  # fmt: skip
+              "cancel_requested", "concurrency_key", "kind", "task_path")  # fmt: skip
     keys: set[str] = set()
+    endings: list[tuple[int, str, str, str, str]] = []
     for task in orphans.only(*fields):
         changes, outcome = _recovery(task, now)
         with transaction.atomic(using=using):
@@ -273,8 +275,14 @@ def recover_orphans(using: str, now: datetime) -> int:
             if task.concurrency_key:
                 keys.add(task.concurrency_key)
             logger.warning("task abandoned id=%s attempt=%s outcome=%s", task.pk, task.attempts, outcome)
+            if task.cancel_requested:  # a requeue with a cancel pending ends cancelled too
+                endings.append((task.pk, task.kind, task.task_path, Status.CANCELLED.value, signals.CANCELLED))
+            elif outcome == "failed":
+                endings.append((task.pk, task.kind, task.task_path, Status.FAILED.value, signals.ABANDONED))
     for key in sorted(keys):
         concurrency.promote(using, key, now)
+    if endings and signals.listened():
+        signals.send_ended(endings)
     return recovered
 
 

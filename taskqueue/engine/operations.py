@@ -6,13 +6,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db import IntegrityError, router, transaction
+from django.db import IntegrityError, connections, router, transaction
 from django.db.models import Case, Value, When
 from django.utils import timezone
 
+from taskqueue import signals
 from taskqueue.engine import concurrency
 from taskqueue.models import UNFINISHED, Status, Task
 
+# Ids per cancelling statement: well under SQLite's limit of 32,766 parameters.
+CANCEL_CHUNK = 1000
 RETRYABLE = (Status.FAILED, Status.CANCELLED, Status.SUCCEEDED)
 # Why retry refused a finished task: an unfinished task of its queue has its dupe key now.
 DUPE_KEY_IN_USE = "dupe key in use"
@@ -114,9 +117,31 @@ def cancel(task_ids: Iterable[int]) -> Result:
     tasks = Task.objects.using(using).filter(pk__in=ids)
     now = timezone.now()
     keys = set(tasks.exclude(concurrency_key=None).values_list("concurrency_key", flat=True))
-    waiting = tasks.filter(status__in=[Status.READY, Status.BLOCKED])
-    cancelled = waiting.update(status=Status.CANCELLED, finished_at=now)
+    cancelled = cancel_waiting(using, ids, now)
     stopping = tasks.filter(status=Status.RUNNING).update(cancel_requested=True)
     for key in keys:
         concurrency.promote(using, key, now)
-    return Result(done=cancelled + stopping, refused=len(ids) - cancelled - stopping)
+    if cancelled and signals.listened():
+        state = Status.CANCELLED.value
+        endings = [(task_id, kind, path, state, signals.CANCELLED) for task_id, kind, path in cancelled]
+        transaction.on_commit(lambda: signals.send_ended(endings), using=using)
+    return Result(done=len(cancelled) + stopping, refused=len(ids) - len(cancelled) - stopping)
+
+
+def cancel_waiting(using: str, ids: list[int], now: datetime) -> list[tuple[int, str, str]]:
+    """Cancel the waiting ones of `ids`; returns (id, kind, task_path) of each, as the update saw them."""
+    if not ids:
+        return []
+    table, waiting = Task._meta.db_table, (Status.READY, Status.BLOCKED)
+    connection = connections[using]
+    cancelled: list[tuple[int, str, str]] = []
+    with connection.cursor() as cursor:
+        for start in range(0, len(ids), CANCEL_CHUNK):
+            chunk = ids[start : start + CANCEL_CHUNK]
+            cursor.execute(
+                f"UPDATE {table} SET status = %s, finished_at = %s WHERE id IN ({', '.join(['%s'] * len(chunk))}) "
+                f"AND status IN (%s, %s) RETURNING id, kind, task_path",
+                [Status.CANCELLED, connection.ops.adapt_datetimefield_value(now), *chunk, *waiting],
+            )
+            cancelled.extend(cursor.fetchall())
+    return cancelled

@@ -18,6 +18,7 @@ from typing import Any
 from django.db import connections
 from django.utils import timezone
 
+from taskqueue import signals
 from taskqueue.engine import concurrency, databases
 from taskqueue.engine.claim import ClaimedTask
 from taskqueue.engine.databases.base import TABLE, Statement
@@ -65,6 +66,13 @@ class Cancelled:
 
 
 Outcome = Succeeded | RetryLater | Failed | Cancelled
+
+
+def ending(outcome: Succeeded | Failed | Cancelled) -> tuple[int, str, str, str, str]:
+    """The task_ended arguments of a final outcome."""
+    task = outcome.task
+    state = {Succeeded: Status.SUCCEEDED, Failed: Status.FAILED, Cancelled: Status.CANCELLED}[type(outcome)]
+    return task.id, task.kind, task.task_path, state.value, state.value
 
 
 def put_back(task: ClaimedTask) -> RetryLater:
@@ -172,6 +180,8 @@ class Recorder:
                     outcome.after_write(writer.now)
                 except Exception:
                     logger.exception("after-write hook of task %s failed", outcome.task.id)
+        if written and signals.listened():
+            signals.send_ended(ending(outcome) for outcome in written if not isinstance(outcome, RetryLater))
         return start
 
     def _promote(self, keys: set[str], now: datetime) -> None:

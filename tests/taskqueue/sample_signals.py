@@ -8,6 +8,7 @@ import time
 from django.tasks import TaskContext, task
 
 from taskqueue import Stopped, stop_requested
+from taskqueue.signals import task_ended
 from tests.taskqueue.sample_queues import record
 
 
@@ -55,3 +56,12 @@ def break_the_next_claim() -> None:
 
     record(f"breaking {os.getpid()}")
     Claimer.claim = die
+
+
+def record_ending(sender: object, task_id: int, kind: str, task_path: str, state: str, outcome: str, **kw: object):
+    """taskqueue's task_ended, recorded where TEST_RECORD_ENDINGS asks (worker processes of the signal tests)."""
+    if os.environ.get("TEST_RECORD_ENDINGS"):
+        record(f"ended {task_id} {kind} {state} {outcome} {os.getpid()}")
+
+
+task_ended.connect(record_ending, dispatch_uid="tests.record_ending")
