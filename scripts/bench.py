@@ -623,7 +623,7 @@ def serve_without_retention(queue: str) -> None:
     from django.core.management import call_command
 
     django.setup()
-    settings.TASKQUEUE = {"RESULT_RETENTION": 0}
+    settings.TASKQUEUE = {**settings.TASKQUEUE, "RESULT_RETENTION": 0}  # TASK_MODULES kept: this module
     call_command("taskqueue_worker", queues=queue, threads=1)
 
 
