@@ -17,7 +17,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from datetime import timedelta
 from typing import Any
 
 from django.db import DatabaseError, connections, router
@@ -25,13 +24,14 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from taskqueue.conf import EngineSettings, load_settings
-from taskqueue.engine import concurrency, databases, executors, liveness
+from taskqueue.engine import databases, executors, liveness
 from taskqueue.engine.claim import ClaimedTask, Claimer
 from taskqueue.engine.executors import TaskControl
 from taskqueue.engine.outcomes import Failed, Recorder, Start
 from taskqueue.engine.running import run_task
 from taskqueue.models import Task, WorkerProcess
 from taskqueue.serialization import ErrorInfo
+from taskqueue.worker.maintenance import Maintenance
 
 logger = logging.getLogger("taskqueue.worker")
 
@@ -41,12 +41,8 @@ QUICK_TASK_SECONDS = 0.005
 # their old place, uncounted), so idle workers can take them: the batch's quick-task horizon.
 RELEASE_AFTER = 0.2
 RELEASE_CHECK_INTERVAL = 0.05
-PRUNE_INTERVAL = 10.0
 # A scheduler that has not finished a pass for this long is reported dead by the heartbeat (and health).
 SCHEDULER_STUCK_AFTER = 300.0
-# A task claimed under this process but held by none of its threads for this long was claimed by a
-# statement whose reply the connection lost: it is put back.
-ORPHAN_AFTER = timedelta(seconds=30)
 # After a wake-up finds nothing due (the enqueuing host's clock a little ahead of ours), look again
 # after these waits before going back to the idle poll.
 REPOLL_AFTER_WAKE = (0.02, 0.05, 0.1, 0.2, 0.4)
@@ -437,31 +433,13 @@ class WorkerGroup(threading.Thread):
         return self.scheduler.is_alive() and time.monotonic() - last_pass < SCHEDULER_STUCK_AFTER
 
     def _maintain(self, recovery: liveness.Recovery) -> None:
-        """The process duties, every HEARTBEAT_INTERVAL: recover dead workers' tasks, put back orphans,
-        promote blocked tasks, pass on cancels, prune; and watch that every thread still lives."""
+        """The process's maintenance steps every HEARTBEAT_INTERVAL (backing off while they fail), and
+        a watch that every thread still lives."""
+        maintenance = Maintenance(self, recovery)
         failures = 0
-        next_prune = 0.0
         while not self.stopping.wait(self.engine.HEARTBEAT_INTERVAL if failures == 0 else backoff_seconds(failures)):
             self._watch_threads()
-            try:
-                recovery.recover()
-                held = set().union(*(worker.held() for worker in self.workers))
-                recovery.release_orphans(held, older_than=ORPHAN_AFTER, now=time.monotonic())
-                concurrency.sweep(self.using, timezone.now())
-                self._pass_on_cancellations(recovery.cancel_requests())
-                if time.monotonic() >= next_prune:
-                    pruned = liveness.prune_finished(self.using, self.engine.RESULT_RETENTION)
-                    concurrency.prune_keys(self.using)
-                    # Behind (a full budget's worth): prune again at the next pass.
-                    next_prune = time.monotonic() + (0 if pruned >= liveness.PRUNE_BATCH else PRUNE_INTERVAL)
-                failures = 0
-            except Exception as error:
-                if isinstance(error, DatabaseError):
-                    logger.warning("process duties: database error (retrying): %s", error)
-                else:
-                    logger.error("process duties: unexpected error (retrying): %r", error, exc_info=True)
-                connections[self.using].close()
-                failures += 1
+            failures = 0 if maintenance.run_once() else failures + 1
 
     def _watch_threads(self) -> None:
         dead = [worker.name for worker in self.workers if not worker.is_alive() and not worker.stopping.is_set()]
@@ -490,12 +468,6 @@ class WorkerGroup(threading.Thread):
         elif released:
             logger.info("gave back %d claimed tasks waiting behind a long task", released)
             self.wake_all()
-
-    def _pass_on_cancellations(self, task_ids: set[int]) -> None:
-        for worker in self.workers:
-            running = worker.running
-            if running is not None and running[0] in task_ids:
-                running[1].cancelled.set()
 
     def _retry_until_stopped(self, action, give_up_after: int | None = None):
         failures = 0

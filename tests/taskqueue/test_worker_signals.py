@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from taskqueue.engine.liveness import pid_alive
-from taskqueue.management.commands import taskqueue_worker
 from taskqueue.models import Status, Task, WorkerProcess
+from taskqueue.worker import process, supervisor
 from tests.conftest import recorded, wait_until
 from tests.taskqueue import sample_signals as s
 
@@ -157,7 +157,7 @@ class StandInGroup:
 @pytest.fixture
 def signal_handlers_restored() -> Iterator[None]:
     """run_until_signalled installs its handlers in this process: put pytest's back afterwards."""
-    saved = {signum: signal.getsignal(signum) for signum in taskqueue_worker.STOP_SIGNALS}
+    saved = {signum: signal.getsignal(signum) for signum in process.STOP_SIGNALS}
     yield
     for signum, handler in saved.items():
         signal.signal(signum, handler)
@@ -166,21 +166,21 @@ def signal_handlers_restored() -> Iterator[None]:
 def test_a_process_whose_worker_thread_died_exits_1_with_the_reason(signal_handlers_restored, caplog) -> None:
     group = StandInGroup(failure="worker thread default-1 died: RuntimeError('boom')")
     with caplog.at_level(logging.CRITICAL, logger="taskqueue.worker"), pytest.raises(SystemExit) as exit_:
-        taskqueue_worker.run_until_signalled(group)
+        process.run_until_signalled(group)
     assert group.started and exit_.value.code == 1
     assert "worker thread default-1 died: RuntimeError('boom')" in caplog.text
 
 
 @pytest.mark.parametrize("group", [StandInGroup(failure=None), StandInGroup()], ids=["healthy", "no-attribute"])
 def test_a_process_whose_group_ended_without_a_failure_returns_normally(signal_handlers_restored, group) -> None:
-    assert taskqueue_worker.run_until_signalled(group) is None
+    assert process.run_until_signalled(group) is None
     assert group.started
 
 
 def test_a_supervisor_exits_0_only_when_every_child_did() -> None:
-    assert taskqueue_worker.exit_status([0, 0]) == 0
-    assert taskqueue_worker.exit_status([0, 1]) == 1
-    assert taskqueue_worker.exit_status([0, -signal.SIGKILL]) == 1, "killed by a signal is not a clean exit"
+    assert supervisor.exit_status([0, 0]) == 0
+    assert supervisor.exit_status([0, 1]) == 1
+    assert supervisor.exit_status([0, -signal.SIGKILL]) == 1, "killed by a signal is not a clean exit"
 
 
 @pytest.mark.slow
