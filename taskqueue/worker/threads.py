@@ -127,7 +127,7 @@ class Worker(threading.Thread):
     def _loop(self, group: WorkerGroup) -> None:
         engine = group.engine
         claimer = Claimer(group.using, group.process_id, self.selectors)
-        recorder = Recorder(group.using, group.process_id, group.worker_label, engine.RESULT_RETENTION)
+        recorder = Recorder(group.using, group.process_id, group.identity, engine.RESULT_RETENTION)
         most = self.batch_size or engine.BATCH_SIZE
         batch = 1
         failures = 0
@@ -278,11 +278,13 @@ class WorkerGroup(threading.Thread):
         self._busy_workers = len(workers)
         self._busy_lock = threading.Lock()
         self.workers = list(workers)
-        self.label = name
+        # The worker's name (--name): shown in the admin and logs, and, as "name@host:pid" once the
+        # process is registered, in each task's record of who ran it (`identity`).
+        self.worker_name = name
         self.engine = settings or load_settings()
         self.using = router.db_for_write(Task)
         self.process_id: int = 0
-        self.worker_label = name
+        self.identity = name
         self.stopping = threading.Event()
         # Why a thread of this group died (None while all is well): the worker command exits non-zero.
         self.failure: str | None = None
@@ -338,12 +340,12 @@ class WorkerGroup(threading.Thread):
     def _run(self) -> None:
         selectors = list(dict.fromkeys(s for worker in self.workers for s in worker.selectors))
         threads = len(self.workers)
-        process = self._retry_until_stopped(lambda: liveness.register(self.using, self.label, selectors, threads))
+        process = self._retry_until_stopped(lambda: liveness.register(self.using, self.worker_name, selectors, threads))
         if process is None:
             self.registered.set()
             return
         self.process_id = process.pk
-        self.worker_label = str(process)
+        self.identity = str(process)
         executors.worker_starting()
         self._start_duty("heartbeat", lambda: self._heartbeat(liveness.Heartbeat(self.using, process)))
         self._start_duty("releaser", self._release_stuck_batches)
@@ -354,7 +356,7 @@ class WorkerGroup(threading.Thread):
         logger.info(
             "worker process started id=%s name=%s queues=%s threads=%s",
             self.process_id,
-            self.label,
+            self.worker_name,
             ",".join(selectors),
             threads,
         )
