@@ -25,21 +25,11 @@ from taskqueue import dashboard, recurring
 from taskqueue.control import QueueInfo
 from taskqueue.dashboard import error_line, state_filters
 from taskqueue.engine import databases, operations
-from taskqueue.exceptions import TaskQueueError
+from taskqueue.exceptions import TaskNoLongerWaiting, TaskQueueError
 from taskqueue.models import PausedQueue, RecurringTask, Status, Task, WorkerProcess
 
 # The query parameter a waiting task's change form posts back: the task's claim count when the form was read.
 CLAIMS_SEEN = "_claims"
-
-
-class TaskNoLongerWaiting(Exception):
-    """A worker claimed the task (or it finished) since its change form was read: saving would undo that."""
-
-    def __init__(self, task_id: int) -> None:
-        super().__init__(
-            f"Task {task_id} was not saved: a worker claimed it or it finished after this form was loaded, and "
-            "saving would have undone that. This is its state now; edit it again if it is still waiting."
-        )
 
 
 class StateFilter(admin.SimpleListFilter):

@@ -32,7 +32,7 @@ from taskqueue.engine.claim import ClaimedTask
 from taskqueue.engine.concurrency import ConcurrencyRule, call_arguments, concurrency_rule
 from taskqueue.engine.enqueue import TaskSpec, enqueue
 from taskqueue.engine.executors import FrontDoor, Scheduled, TaskControl
-from taskqueue.exceptions import TaskQueueError, UndeclaredTask
+from taskqueue.exceptions import TaskFailed, TaskQueueError, UndeclaredTask
 from taskqueue.models import Status
 from taskqueue.models import Task as TaskRow
 from taskqueue.serialization import ErrorInfo, call_payload
@@ -48,14 +48,6 @@ class states:
     FAILURE = "FAILURE"
     REVOKED = "REVOKED"
     READY_STATES = frozenset({SUCCESS, FAILURE, REVOKED})
-
-
-class TaskFailed(TaskQueueError):
-    """Raised by `AsyncResult.get()` for a task that failed: carries its exception class and traceback."""
-
-    def __init__(self, exc_class: str, message: str, traceback: str) -> None:
-        super().__init__(f"{exc_class}: {message}")
-        self.exc_class, self.message, self.traceback = exc_class, message, traceback
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from django.core.signals import setting_changed
 
 @dataclass(frozen=True)
 class WorkerGroupConfig:
-    """One group of worker threads in a worker process (the shape of seed 000's `workers` entries)."""
+    """One group of worker threads in a worker process (the shape of django-task-queue's `workers` entries)."""
 
     name: str = "worker"
     num_threads: int = 1

@@ -3,11 +3,12 @@ class TaskQueueError(Exception):
 
 
 class DupeKeyExc(TaskQueueError):
-    """An unfinished task of this queue already has the dupe key."""
+    """An unfinished task of this queue already has the dupe key. (Named as in django-task-queue, whose
+    queue-class API this app keeps.)"""
 
 
 class DeserializationExc(TaskQueueError):
-    """A task's stored arguments could not be decoded."""
+    """A task's stored arguments could not be decoded. (Named as in django-task-queue.)"""
 
 
 class SerializationError(TaskQueueError, TypeError):
@@ -35,3 +36,22 @@ class UndeclaredTask(TaskQueueError, LookupError):
 class TaskModuleError(TaskQueueError, ImportError):
     """A task module (an installed app's `tasks`, or one of TASKQUEUE["TASK_MODULES"]) failed to import:
     a worker does not start without its tasks."""
+
+
+class TaskFailed(TaskQueueError):
+    """Raised by the Celery-style `AsyncResult.get()` for a task that failed: carries its exception
+    class, message and traceback."""
+
+    def __init__(self, exc_class: str, message: str, traceback: str) -> None:
+        super().__init__(f"{exc_class}: {message}")
+        self.exc_class, self.message, self.traceback = exc_class, message, traceback
+
+
+class TaskNoLongerWaiting(TaskQueueError):
+    """A worker claimed the task (or it finished) since its change form was read: saving would undo that."""
+
+    def __init__(self, task_id: int) -> None:
+        super().__init__(
+            f"Task {task_id} was not saved: a worker claimed it or it finished after this form was loaded, and "
+            "saving would have undone that. This is its state now; edit it again if it is still waiting."
+        )
