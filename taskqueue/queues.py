@@ -184,9 +184,17 @@ class BaseQueue[T]:
     @classmethod
     def _info(cls, task_id: int, spec: TaskSpec) -> TaskInfo[T]:
         stored = ClaimedTask(
-            task_id, KIND, spec.task_path, spec.queue_name, spec.payload, spec.note, spec.priority, 0,
-            spec.max_attempts, [],
-        )  # fmt: skip
+            id=task_id,
+            kind=KIND,
+            task_path=spec.task_path,
+            queue_name=spec.queue_name,
+            payload=spec.payload,
+            note=spec.note,
+            priority=spec.priority,
+            attempts=0,
+            max_attempts=spec.max_attempts,
+            errors=[],
+        )
         return TaskInfo(stored, cls)
 
     @classmethod

@@ -18,7 +18,7 @@ import sys
 import traceback as traceback_module
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 from django.utils.json import normalize_json
 
@@ -241,16 +241,30 @@ class ErrorInfo:
             traceback="".join(traceback_module.format_exception(error)),
         )
 
-    def entry(self, attempt: int, worker: str, at: datetime, *, abandoned: bool = False) -> dict[str, Any]:
-        return {
-            "attempt": attempt,
-            "at": at.isoformat(),
-            "worker": worker,
-            "exc_class": self.exc_class,
-            "message": self.message,
-            "traceback": self.traceback,
-            "abandoned": abandoned,
-        }
+    def entry(self, attempt: int, worker: str, at: datetime | None, *, abandoned: bool = False) -> ErrorEntry:
+        """The entry of the error history this error makes (the one place entries are built)."""
+        return ErrorEntry(
+            attempt=attempt,
+            at=at.isoformat() if at is not None else "",
+            worker=worker,
+            exc_class=self.exc_class,
+            message=self.message,
+            traceback=self.traceback,
+            abandoned=abandoned,
+        )
+
+
+class ErrorEntry(TypedDict):
+    """One entry of a task's error history (the `errors` column), as the admin, the dashboard and the
+    result objects read it. `attempt` 0: an error before any attempt (a refusal at enqueue, a corrupt row)."""
+
+    attempt: int
+    at: str  # ISO 8601, "" when unknown
+    worker: str  # the worker process ("name@host:pid") or its id; "" when none ran it
+    exc_class: str
+    message: str
+    traceback: str
+    abandoned: bool  # the worker died during this attempt
 
 
 def error_entries(stored: Any) -> tuple[list[dict[str, Any]], bool]:
@@ -268,9 +282,7 @@ def error_entries(stored: Any) -> tuple[list[dict[str, Any]], bool]:
     if isinstance(entries, list) and all(isinstance(entry, dict) for entry in entries):
         return entries, False
     message = f"The stored error history was not a list of entries: {str(stored)[:1000]}"
-    entry = {"attempt": 0, "at": "", "worker": "", "exc_class": "taskqueue.CorruptRow", "message": message,
-             "traceback": "", "abandoned": False}  # fmt: skip
-    return [entry], True
+    return [dict(ErrorInfo("taskqueue.CorruptRow", message, "").entry(0, "", None))], True
 
 
 @dataclasses.dataclass(frozen=True)

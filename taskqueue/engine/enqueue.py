@@ -19,6 +19,7 @@ from taskqueue.engine import concurrency, databases
 from taskqueue.engine.concurrency import Concurrency
 from taskqueue.exceptions import DupeKeyExc
 from taskqueue.models import Status, Task
+from taskqueue.serialization import ErrorInfo
 
 # Rows per INSERT statement: well under SQLite's limit of 32,766 parameters.
 ROWS_PER_STATEMENT = 2000
@@ -111,9 +112,8 @@ def _row(using: str, spec: TaskSpec, moment: datetime, now: Any, adapt: Any) -> 
         status = concurrency.admit(using, limit, moment)
         if status == Status.CANCELLED:
             finished_at = now
-            reason = {"exc_class": "taskqueue.ConcurrencyLimit", "message": concurrency.discarded_note(limit)}
-            errors = json.dumps([{**reason, "attempt": 0, "at": moment.isoformat(), "worker": "", "traceback": "",
-                                  "abandoned": False}])  # fmt: skip
+            reason = ErrorInfo("taskqueue.ConcurrencyLimit", concurrency.discarded_note(limit), "")
+            errors = json.dumps([reason.entry(0, "", moment)])
     enqueued_at = now if spec.enqueued_at is None else adapt(spec.enqueued_at)
     return (
         spec.kind, spec.task_path, spec.queue_name, json.dumps(spec.payload), spec.note, spec.priority, status,
