@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
+import environ
 import pytest
+from honcho.environ import parse
 
 from scripts import write_env
 from tests.conftest import manage
@@ -16,6 +20,21 @@ def test_local_env_turns_debug_on_with_fresh_secrets() -> None:
     assert len(values["SECRET_KEY"]) >= 50 and values["SECRET_KEY"] != "change-me"
     assert values["DJANGO_SUPERUSER_PASSWORD"] != "change-me"
     assert first != second, "every .env gets its own secrets"
+
+
+def test_honcho_and_the_site_read_the_same_values_from_the_env_file(tmp_path, monkeypatch) -> None:
+    """`make run` starts honcho, which reads .env itself, and the site reads it again with django-environ:
+    a value either of them reads differently (spaces, "#") would reach the processes mangled."""
+    written = write_env.local_env((write_env.PROJECT / ".env.example").read_text())
+    by_honcho = dict(parse(written))
+    env_file = tmp_path / ".env"
+    env_file.write_text(written)
+    for name in by_honcho:
+        monkeypatch.delenv(name, raising=False)
+    environ.Env.read_env(str(env_file))
+    by_the_site = {name: os.environ[name] for name in by_honcho}
+    assert by_honcho == by_the_site
+    assert by_honcho["DEFAULT_FROM_EMAIL"] == "Task queue template <noreply@localhost>"
 
 
 def test_existing_env_file_is_kept(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
