@@ -84,9 +84,17 @@ def manage(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.C
     )
 
 
-def wait_for_http(url: str, timeout: float = 20) -> None:
+# How long a started server may take to answer, at most, on a loaded 2-core machine (a migrate and a
+# collectstatic may come first): waits end the moment it answers, or when it has exited.
+READY_BUDGET = 180.0
+
+
+def wait_for_http(url: str, timeout: float = READY_BUDGET, process: subprocess.Popen | None = None) -> None:
+    """Wait until something answers at `url`; fail at once if `process` (the server) exits meanwhile."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"The server exited with {process.returncode} before answering at {url}")
         try:
             urllib.request.urlopen(url, timeout=2)
             return
@@ -114,7 +122,7 @@ def gunicorn(production_env: dict[str, str]) -> Iterator[callable]:
         )
         started.append(process)
         base_url = f"http://127.0.0.1:{port}"
-        wait_for_http(base_url + "/healthz")
+        wait_for_http(base_url + "/healthz", process=process)
         return base_url
 
     yield start

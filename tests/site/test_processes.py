@@ -20,7 +20,7 @@ from django.db import connection
 
 from scripts.pgcluster import free_port
 from taskqueue.models import Status, Task, WorkerProcess
-from tests.conftest import PROJECT, database_url, manage, recorded, wait_for_http, wait_until
+from tests.conftest import PROJECT, READY_BUDGET, database_url, manage, recorded, wait_for_http, wait_until
 from tests.taskqueue import sample_queues as q
 
 pytestmark = pytest.mark.slow
@@ -77,8 +77,8 @@ def test_honcho_runs_web_and_worker_and_stops_both_on_sigterm(site_env, smtp_ser
     site_env["EMAIL_URL"] = smtp_server.url
     assert manage("collectstatic", "--noinput", env=site_env).returncode == 0  # the deploy step pages need
     with started([f"{BIN}/honcho", "start", "--port", port], site_env, tmp_path / "honcho.log") as honcho:
-        wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=30)
-        wait_until(lambda: WorkerProcess.objects.count() == 1, timeout=30, message="the worker registered")
+        wait_for_http(f"http://127.0.0.1:{port}/healthz", process=honcho)
+        wait_until(lambda: WorkerProcess.objects.count() == 1, timeout=READY_BUDGET, message="the worker registered")
         submit_form(f"http://127.0.0.1:{port}/contact/", {"name": "Ada", "email": "ada@example.com",
                                                           "message": "Sent through honcho"})  # fmt: skip
         message = smtp_server.wait_for_message(timeout=20)
@@ -108,9 +108,9 @@ def supervisorctl(env: dict[str, str], *args: str) -> str:
 @pytest.mark.skipif("connection.vendor != 'postgresql'", reason="supervisord is tested against PostgreSQL")
 def test_supervisord_restarts_a_killed_worker_and_a_full_restart_loses_no_task(site_env, record_file, tmp_path):
     command = [str(PROJECT / "scripts" / "supervisord-start")]
-    with started(command, site_env, tmp_path / "supervisord.log"):
-        wait_for_http(f"http://127.0.0.1:{site_env['PORT']}/healthz", timeout=60)
-        wait_until(lambda: WorkerProcess.objects.count() == 2, timeout=60, message="two workers registered")
+    with started(command, site_env, tmp_path / "supervisord.log") as supervisord:
+        wait_for_http(f"http://127.0.0.1:{site_env['PORT']}/healthz", process=supervisord)
+        wait_until(lambda: WorkerProcess.objects.count() == 2, timeout=READY_BUDGET, message="two workers registered")
 
         victim = WorkerProcess.objects.order_by("pk").first()
         os.kill(victim.pid, signal.SIGKILL)
