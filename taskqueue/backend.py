@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from inspect import iscoroutinefunction
@@ -38,7 +38,7 @@ from taskqueue.engine.claim import ClaimedTask
 from taskqueue.engine.concurrency import Concurrency, ConcurrencyRule, call_arguments, concurrency_rule
 from taskqueue.engine.enqueue import TaskSpec, enqueue, enqueue_many
 from taskqueue.engine.executors import SUCCEEDED, AfterWrite, FrontDoor, Scheduled, TaskControl
-from taskqueue.exceptions import UndeclaredTask
+from taskqueue.exceptions import UndeclaredTask, UndeclaredTaskResult
 from taskqueue.models import Status, WorkerProcess
 from taskqueue.models import Task as TaskRow
 from taskqueue.serialization import ErrorInfo, call_payload
@@ -129,7 +129,10 @@ class DatabaseBackend(BaseTaskBackend):
             row = TaskRow.objects.get(pk=int(result_id), kind=KIND)
         except (TaskRow.DoesNotExist, ValueError, TypeError):
             raise TaskResultDoesNotExist(result_id) from None
-        return result_from_row(row, self.alias)
+        try:
+            return result_from_row(row, self.alias)
+        except UndeclaredTask as error:
+            raise UndeclaredTaskResult(f"Task {result_id}: {error}") from error
 
     def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
         from django.apps import apps
@@ -228,7 +231,7 @@ def task_as_enqueued(path: str, queue_name: str, priority: int, payload: dict[st
         return task
 
 
-def task_errors(errors: list[dict[str, Any]]) -> list[TaskError]:
+def task_errors(errors: Iterable[Mapping[str, Any]]) -> list[TaskError]:
     return [TaskError(exception_class_path=e.get("exc_class", ""), traceback=e.get("traceback", "")) for e in errors]
 
 
@@ -238,13 +241,13 @@ def result_from_row(row: TaskRow, alias: str) -> TaskResult:
     ids = [error.get("worker", "") for error in row.error_history]
     if row.status == Status.SUCCEEDED:
         ids.append(row.worker)
-    elif row.status == Status.RUNNING:
+    elif row.status == Status.RUNNING and row.claimed_by_id is not None:
         process = WorkerProcess.objects.filter(pk=row.claimed_by_id).first()
         ids.append(str(process) if process else f"worker process {row.claimed_by_id}")
-    result = TaskResult(
+    result: TaskResult = TaskResult(
         task=task_as_enqueued(row.task_path, row.queue_name, row.priority, row.payload),
         id=str(row.pk),
-        status=STATUSES[row.status],
+        status=STATUSES[Status(row.status)],
         enqueued_at=row.enqueued_at,
         started_at=row.started_at,
         finished_at=row.finished_at,
@@ -342,8 +345,7 @@ def prepare(claimed: ClaimedTask, control: TaskControl) -> DjangoAttempt:
 
 
 def enqueue_scheduled(task: Task, run: Scheduled) -> int:
-    changes = {"queue_name": run.queue_name, "priority": run.priority}
-    task = task.using(**{name: value for name, value in changes.items() if value is not None})
+    task = task.using(queue_name=run.queue_name, priority=run.priority)  # None: the task's own
     return int(task.enqueue(*run.args, **run.kwargs).id)
 
 
@@ -357,3 +359,6 @@ def quiet_django_task_logs() -> None:
 
 
 executors.register(FrontDoor(KIND, prepare, enqueue_scheduled, on_worker_start=quiet_django_task_logs))
+# A Task defined on another backend and enqueued here with `using(backend=...)` is declared only where it
+# was enqueued: workers accept it from its task module (see registry.accept).
+registry.accept(KIND, lambda target: isinstance(target, Task))

@@ -1,3 +1,8 @@
+"""Every error of the task queue, under one base, TaskQueueError."""
+
+from django.tasks.exceptions import TaskResultDoesNotExist
+
+
 class TaskQueueError(Exception):
     """Base class of the task queue's own errors."""
 
@@ -31,6 +36,11 @@ class UnknownTaskKind(TaskQueueError):
 class UndeclaredTask(TaskQueueError, LookupError):
     """A task path that no front door declared (see `taskqueue.engine.registry`): it is not imported and
     does not run; a task row naming it fails, and a recurring task naming it is refused."""
+
+
+class UndeclaredTaskResult(UndeclaredTask, TaskResultDoesNotExist):
+    """`get_result()` of a row whose task path no front door declared: to code written for django.tasks,
+    a result that does not exist (it could never be a complete TaskResult), to this app an UndeclaredTask."""
 
 
 class TaskModuleError(TaskQueueError, ImportError):

@@ -21,6 +21,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import transaction
 from django.tasks import TaskResultStatus, task
+from django.tasks.exceptions import TaskResultDoesNotExist
 
 import taskqueue
 from apps.reports.charts import bar_chart
@@ -134,7 +135,11 @@ def cancel_report(report: Report) -> bool:
         return False
     if report.task_id:
         taskqueue.cancel([int(report.task_id)])
-        if build_report.get_result(report.task_id).status == TaskResultStatus.FAILED:  # it was waiting: it ended
+        try:
+            ended = build_report.get_result(report.task_id).status == TaskResultStatus.FAILED  # it was waiting
+        except TaskResultDoesNotExist:  # pruned, or a row the build cannot be read from
+            ended = False
+        if ended:
             report.finish(Report.Status.CANCELLED)
     else:
         report.finish(Report.Status.CANCELLED)  # not enqueued yet: the task will find it finished

@@ -15,9 +15,11 @@ it meets a path it does not know (and again for a module the settings add later)
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import import_module
 from typing import Any
@@ -44,7 +46,9 @@ class Declared:
 
 
 _declared: dict[str, Declared] = {}
-_discovery = threading.Lock()
+# Per kind, what a front door accepts from a task module without a declaration (see `accept`).
+_accepted: dict[str, Callable[[Any], bool]] = {}
+_discovery = threading.Lock()  # guards the bookkeeping below, never held while importing
 _attempted: set[str] = set()  # task modules this process has imported, or tried to
 _import_errors: dict[str, str] = {}
 
@@ -61,11 +65,40 @@ def declare(kind: str, module: str, qualname: str) -> str:
     return path
 
 
-def declared(path: str) -> Declared | None:
-    """The declaration of `path`, looking through the task modules once if it is not known yet."""
+def accept(kind: str, check: Callable[[Any], bool]) -> None:
+    """Let a front door run, for its `kind`, an object of a task module that was not declared to it but
+    passes `check`: a django.tasks Task defined on another backend and enqueued here with `using()`.
+    Only task modules already imported are looked in; nothing is imported for it."""
+    _accepted[kind] = check
+
+
+def declared(path: str, kind: str | None = None) -> Declared | None:
+    """The declaration of `path`, looking through the task modules if it is not known yet."""
     if path not in _declared:
         autodiscover(raise_errors=False)
+    if path not in _declared and kind in _accepted:
+        _accept(path, kind)
     return _declared.get(path)
+
+
+def _accept(path: str, kind: str) -> None:
+    module, _, qualname = path.rpartition(".")
+    while module and module not in _attempted:
+        module, _, head = module.rpartition(".")
+        qualname = f"{head}.{qualname}"
+    if not module or module not in sys.modules:
+        return
+    target = _attribute(sys.modules[module], qualname)
+    if target is not None and _accepted[kind](target):
+        declare(kind, module, qualname)
+
+
+def _attribute(target: Any, qualname: str) -> Any:
+    for name in qualname.split("."):
+        target = getattr(target, name, None)
+        if target is None:
+            return None
+    return target
 
 
 def resolve(path: str, kind: str | None = None) -> Any:
@@ -74,20 +107,28 @@ def resolve(path: str, kind: str | None = None) -> Any:
     Raises UndeclaredTask, saying why, for a path no front door declared (or declared for another kind
     than `kind`): nothing is imported for it.
     """
-    declaration = declared(path)
+    declaration = declared(path, kind)
     if declaration is None:
         raise UndeclaredTask(undeclared_reason(path))
     if kind is not None and declaration.kind != kind:
         raise UndeclaredTask(f"{path} is declared as a {declaration.kind!r} task, not as a {kind!r} one.")
-    target: Any = sys.modules.get(declaration.module)
-    if target is None:
+    _wait_for(declaration.module)
+    loaded = sys.modules.get(declaration.module)
+    if loaded is None:
         raise UndeclaredTask(f"{path} was declared, but its module {declaration.module} is no longer loaded.")
-    try:
-        for name in declaration.qualname.split("."):
-            target = getattr(target, name)
-    except AttributeError:
-        raise UndeclaredTask(f"{path} was declared, but {declaration.module} no longer defines it.") from None
+    target = _attribute(loaded, declaration.qualname)
+    if target is None:
+        raise UndeclaredTask(f"{path} was declared, but {declaration.module} no longer defines it.")
     return target
+
+
+def _wait_for(module: str) -> None:
+    """If another thread is still importing `module`, wait until it is done (a task is declared before its
+    module binds its name). In the importing thread itself this returns at once."""
+    loaded = sys.modules.get(module)
+    if loaded is not None and getattr(getattr(loaded, "__spec__", None), "_initializing", False):
+        with contextlib.suppress(Exception):  # its own failure is reported by its importer
+            import_module(module)
 
 
 def undeclared_reason(path: str) -> str:
@@ -117,17 +158,23 @@ def task_modules() -> list[str]:
 def autodiscover(raise_errors: bool = True) -> None:
     """Import the task modules not imported yet. A module that fails to import is reported (raised as
     TaskModuleError naming every failed module, or logged) and the others are still imported; it is
-    not tried again in this process, as a failed import may have run part of the module."""
+    not tried again in this process, as a failed import may have run part of the module.
+
+    No lock is held while importing: a task module's import-time code may itself look up tasks, and
+    another thread importing the same module waits for it in the import system, not here."""
     modules = task_modules()
-    with _discovery:
-        for module in modules:
-            if module not in _attempted:
-                _attempted.add(module)
-                try:
-                    import_module(module)
-                except Exception as error:
-                    _import_errors[module] = f"{type(error).__name__}: {error}"
-                    logger.error("task module %s failed to import", module, exc_info=True)
+    for module in modules:
+        with _discovery:
+            new = module not in _attempted
+            _attempted.add(module)
+        if new:
+            try:
+                import_module(module)
+            except Exception as error:
+                _import_errors[module] = f"{type(error).__name__}: {error}"
+                logger.error("task module %s failed to import", module, exc_info=True)
+        else:
+            _wait_for(module)  # one another thread may be importing
     failed = {module: _import_errors[module] for module in modules if module in _import_errors}
     if failed and raise_errors:
         failures = "; ".join(f"{module}: {error}" for module, error in failed.items())
