@@ -55,6 +55,7 @@ lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	ENV_FILE= SECRET_KEY=lint $(BIN)/mypy
 	ENV_FILE= SECRET_KEY=lint $(PYTHON) manage.py makemigrations --check --dry-run
 
 format: install-dev

@@ -7,6 +7,7 @@ names the variable, the value and what was expected, instead of being silently r
 
 from __future__ import annotations
 
+import builtins
 import os
 import re
 from pathlib import Path
@@ -110,7 +111,7 @@ class Environment:
             raise ImproperlyConfigured(f"{name}={value!r} is not a log level: use one of {', '.join(LOG_LEVELS)}.")
         return value
 
-    def origins(self, name: str, default: list[str]) -> list[str]:
+    def origins(self, name: str, default: builtins.list[str]) -> builtins.list[str]:
         origins = self.list(name, default)
         for origin in origins:
             parts = urlsplit(origin)

@@ -16,7 +16,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, URLResolver, path, reverse
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
@@ -42,9 +42,9 @@ class StateFilter(admin.SimpleListFilter):
         return [(key, f"{label} ({tasks.filter(condition).count()})") for key, (label, condition) in groups.items()]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Task]) -> QuerySet[Task]:
-        groups = state_filters(timezone.now())
-        if self.value() in groups:
-            return queryset.filter(groups[self.value()][1])
+        groups, value = state_filters(timezone.now()), self.value()
+        if value is not None and value in groups:
+            return queryset.filter(groups[value][1])
         return queryset
 
 
@@ -57,9 +57,10 @@ class AgeFilter(admin.SimpleListFilter):
         return [("1h", "Last hour"), ("24h", "Last 24 hours"), ("7d", "Last 7 days"), ("older", "Older than 7 days")]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Task]) -> QuerySet[Task]:
-        if self.value() in self.AGES:
-            return queryset.filter(enqueued_at__gte=timezone.now() - self.AGES[self.value()])
-        if self.value() == "older":
+        value = self.value()
+        if value is not None and value in self.AGES:
+            return queryset.filter(enqueued_at__gte=timezone.now() - self.AGES[value])
+        if value == "older":
             return queryset.filter(enqueued_at__lt=timezone.now() - self.AGES["7d"])
         return queryset
 
@@ -70,7 +71,7 @@ class EstimatedCountPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        queryset = self.object_list
+        queryset: QuerySet[Task] = self.object_list  # type: ignore[assignment]  # the admin pages querysets
         if not queryset.query.where:
             connection = connections[queryset.db]
             estimate = databases.for_connection(connection).estimated_rows(connection, Task._meta.db_table)
@@ -96,9 +97,10 @@ class FilterLookupsOnly(admin.ModelAdmin):
         for item in self.get_list_filter(request):
             if isinstance(item, type) and issubclass(item, admin.SimpleListFilter):
                 allowed.add(str(item.parameter_name))
-            else:
-                name = item if isinstance(item, str) else item[0]
-                allowed.update(name + suffix for suffix in FIELD_FILTER_SUFFIXES)
+            elif isinstance(item, str):
+                allowed.update(item + suffix for suffix in FIELD_FILTER_SUFFIXES)
+            elif isinstance(item, tuple | list) and isinstance(item[0], str):
+                allowed.update(item[0] + suffix for suffix in FIELD_FILTER_SUFFIXES)
         return lookup in allowed and super().lookup_allowed(lookup, value, request)
 
 
@@ -233,7 +235,7 @@ class TaskAdmin(FilterLookupsOnly):
                 messages.WARNING,
             )
 
-    def get_urls(self) -> list[URLPattern | URLResolver]:
+    def get_urls(self) -> list[URLPattern]:
         retry_view = self.admin_site.admin_view(require_POST(self.retry_view))
         dashboard_view = self.admin_site.admin_view(self.dashboard_view)
         return [
@@ -382,7 +384,7 @@ class RecurringTaskAdmin(FilterLookupsOnly):
         that cannot be imported), so the operator reads why on the form instead of saving a failing row."""
         form = super().get_form(request, obj, change, **kwargs)
 
-        class RecurringTaskForm(form):
+        class RecurringTaskForm(form):  # type: ignore[valid-type,misc]  # the admin's form class, made at runtime
             def clean(self) -> dict[str, Any]:
                 cleaned = super().clean()
                 if self.instance.static or self.errors:

@@ -147,8 +147,11 @@ class SharedTask:
                 priority=self.priority if priority is None else priority,
                 run_at=run_at,
                 max_attempts=self.policy.max_retries + 1,
-                concurrency=self.concurrency
-                and self.concurrency.resolve(args, call_arguments(self.func, args, kwargs)),
+                concurrency=(
+                    self.concurrency.resolve(args, call_arguments(self.func, args, kwargs))
+                    if self.concurrency
+                    else None
+                ),
             )
         )
         return AsyncResult(str(task_id))
@@ -259,7 +262,7 @@ class AsyncResult:
             return states.PENDING
         if row.status in (Status.READY, Status.BLOCKED) and row.error_history:
             return states.RETRY  # waiting again after a failed attempt
-        return self.STATES[row.status]
+        return self.STATES[Status(row.status)]
 
     state = status
 

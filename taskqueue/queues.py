@@ -178,7 +178,7 @@ class BaseQueue[T]:
             dupe_key=dupe_key,
             max_attempts=cls.max_attempts,
             retry_abandoned=cls.retry_abandoned,
-            concurrency=cls._concurrency and cls._concurrency.resolve([], single_argument(arg)),
+            concurrency=cls._concurrency.resolve([], single_argument(arg)) if cls._concurrency else None,
         )
 
     @classmethod

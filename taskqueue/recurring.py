@@ -117,12 +117,17 @@ class Schedule:
 
 def _second_occurrence(local: datetime) -> bool:
     """A wall-clock time the fall-back repeats, the second time (the same time had a larger offset)."""
-    return local.replace(fold=0).utcoffset() > local.utcoffset()
+    return _offset(local.replace(fold=0)) > _offset(local)
 
 
 def _just_after_gap(local: datetime) -> bool:
     """The first moment after a spring-forward gap (the second before it had a smaller offset)."""
-    return (local.astimezone(UTC) - timedelta(seconds=1)).astimezone(local.tzinfo).utcoffset() < local.utcoffset()
+    return _offset((local.astimezone(UTC) - timedelta(seconds=1)).astimezone(local.tzinfo)) < _offset(local)
+
+
+def _offset(moment: datetime) -> timedelta:
+    """The UTC offset of an aware time (zero for a naive one, which the schedules never hold)."""
+    return moment.utcoffset() or timedelta(0)
 
 
 def validate(values: dict[str, Any]) -> None:

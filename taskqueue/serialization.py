@@ -305,7 +305,8 @@ class DataclassCodec:
     def encode(self, arg: Any) -> dict[str, Any]:
         if not isinstance(arg, self.arg_type):
             raise SerializationError(f"Expected a {self.arg_type.__qualname__}, got {type(arg).__qualname__}.")
-        payload = check_payload({"arg": dataclasses.asdict(arg)}, f"The {self.arg_type.__qualname__} argument")
+        fields = dataclasses.asdict(arg)  # type: ignore[call-overload]  # an instance of the dataclass arg_type
+        payload = check_payload({"arg": fields}, f"The {self.arg_type.__qualname__} argument")
         if self.arg_type(**payload["arg"]) != arg:
             raise SerializationError(f"{self.arg_type.__qualname__} does not round-trip through JSON: {arg!r}")
         return payload

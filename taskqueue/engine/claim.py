@@ -72,6 +72,8 @@ class Selector:
 def as_datetime(value: Any) -> datetime:
     """A stored time as an aware datetime (SQLite hands back naive UTC datetimes or text)."""
     parsed = value if isinstance(value, datetime) else parse_datetime(value)
+    if parsed is None:
+        raise ValueError(f"Not a stored time: {value!r}")
     return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed, UTC)
 
 

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connections, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 from taskqueue.engine import databases
 from taskqueue.models import UNFINISHED, ConcurrencyKey, Status, Task
@@ -132,13 +132,18 @@ def promote(using: str, key: str, now: datetime) -> int:
         _lock(using, key)
         blocked = Task.objects.using(using).filter(concurrency_key=key, status=Status.BLOCKED)
         newest = blocked.order_by("-id").values("concurrency_limit", "concurrency_duration").first()
-        if newest is None:
+        if newest is None or newest["concurrency_limit"] is None or newest["concurrency_duration"] is None:
             return 0
         free = newest["concurrency_limit"] - in_use(using, key, newest["concurrency_duration"], now)
         if free <= 0:
             return 0
         ids = list(blocked.order_by("-priority", "id").values_list("pk", flat=True)[:free])
         return Task.objects.using(using).filter(pk__in=ids, status=Status.BLOCKED).update(status=Status.READY)
+
+
+def keys_of(tasks: QuerySet[Task]) -> set[str]:
+    """The concurrency keys the tasks have (the tasks of no key have none)."""
+    return {key for key in tasks.exclude(concurrency_key=None).values_list("concurrency_key", flat=True) if key}
 
 
 def sweep(using: str, now: datetime) -> int:
@@ -149,7 +154,7 @@ def sweep(using: str, now: datetime) -> int:
         .values_list("concurrency_key", flat=True)
         .distinct()
     )
-    return sum(promote(using, key, now) for key in sorted(keys))
+    return sum(promote(using, key, now) for key in sorted(key for key in keys if key is not None))
 
 
 def discarded_note(concurrency: Concurrency) -> str:

@@ -219,7 +219,7 @@ def put_back(
     if only is not None:
         tasks = tasks.filter(pk__in=only)
     with transaction.atomic(using=using):
-        keys = set(tasks.exclude(concurrency_key=None).values_list("concurrency_key", flat=True))
+        keys = concurrency.keys_of(tasks)
         put = tasks.update(
             status=requeue_status(),
             finished_at=Case(When(cancel_requested=True, then=Value(now)), default=None),
@@ -246,8 +246,8 @@ def release_unstarted(using: str, claims: list[tuple[int, int]]) -> int:
                     claimed_by=None,
                 )
             )
-        keys = Task.objects.using(using).filter(pk__in=[task_id for task_id, _ in claims], status=Status.BLOCKED)
-        for key in sorted(set(keys.values_list("concurrency_key", flat=True))):
+        blocked = Task.objects.using(using).filter(pk__in=[task_id for task_id, _ in claims], status=Status.BLOCKED)
+        for key in sorted(concurrency.keys_of(blocked)):
             concurrency.promote(using, key, now)
     return released
 

@@ -116,7 +116,7 @@ def cancel(task_ids: Iterable[int]) -> Result:
     using = router.db_for_write(Task)
     tasks = Task.objects.using(using).filter(pk__in=ids)
     now = timezone.now()
-    keys = set(tasks.exclude(concurrency_key=None).values_list("concurrency_key", flat=True))
+    keys = concurrency.keys_of(tasks)
     cancelled = cancel_waiting(using, ids, now)
     stopping = tasks.filter(status=Status.RUNNING).update(cancel_requested=True)
     for key in keys:

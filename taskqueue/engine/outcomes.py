@@ -262,7 +262,7 @@ class _Writer:
                 [self.stamp, self.worker_name, value, note, *fence],
             )
         if isinstance(outcome, RetryLater):
-            errors = task.errors
+            errors: list[Any] = task.errors
             if outcome.error is not None:
                 errors = [*errors, outcome.error.entry(task.attempts, self.worker_name, self.now)]
             run_at = "run_at" if outcome.keep_place else "%s"
@@ -280,11 +280,11 @@ class _Writer:
                 ],
             )
         if isinstance(outcome, Failed):
-            errors = [*task.errors, outcome.error.entry(task.attempts, self.worker_name, self.now)]
+            failed: list[Any] = [*task.errors, outcome.error.entry(task.attempts, self.worker_name, self.now)]
             return (
                 f"UPDATE {TABLE} SET status = '{Status.FAILED}', finished_at = %s, worker = %s, "
                 f"errors = {self.json} WHERE {FENCE}",
-                [self.stamp, self.worker_name, storable(errors)[0], *fence],
+                [self.stamp, self.worker_name, storable(failed)[0], *fence],
             )
         return (
             f"UPDATE {TABLE} SET status = '{Status.CANCELLED}', finished_at = %s, worker = %s WHERE {FENCE}",

@@ -71,7 +71,7 @@ def run_task(task: ClaimedTask, control: TaskControl) -> Outcome:
         _current.control = None
     if isinstance(outcome, RetryLater) and control.cancelled.is_set():
         # Stopped because it was cancelled, not to run again.
-        outcome = Cancelled(task, after_write=attempt and attempt.after_write(CANCELLED, None, None))
+        outcome = Cancelled(task, after_write=attempt.after_write(CANCELLED, None, None) if attempt else None)
     log_outcome(outcome, time.perf_counter() - started)
     return outcome
 
@@ -86,7 +86,7 @@ def after_error(task: ClaimedTask, control: TaskControl, attempt: Attempt | None
     info = ErrorInfo.from_exception(error)
     if isinstance(error, Stopped) and control.stop_requested():
         if control.cancelled.is_set():
-            return Cancelled(task, after_write=attempt and attempt.after_write(CANCELLED, None, info))
+            return Cancelled(task, after_write=attempt.after_write(CANCELLED, None, info) if attempt else None)
         return RetryLater(task, count_attempt=False)
     if attempt is not None and task.attempts < task.max_attempts:
         try:
@@ -96,7 +96,7 @@ def after_error(task: ClaimedTask, control: TaskControl, attempt: Attempt | None
             delay = None
         if delay is not None:
             return RetryLater(task, timezone.now() + delay, error=info)
-    return Failed(task, info, after_write=attempt and attempt.after_write(FAILED, None, info))
+    return Failed(task, info, after_write=attempt.after_write(FAILED, None, info) if attempt else None)
 
 
 def log_outcome(outcome: Outcome, seconds: float) -> None:

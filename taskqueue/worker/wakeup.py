@@ -40,14 +40,14 @@ class Listener(threading.Thread):
     def run(self) -> None:
         import psycopg
 
-        params = connections[self.using].get_connection_params()
+        params: dict[str, Any] = connections[self.using].get_connection_params()
         params.pop("cursor_factory", None)
         params.pop("context", None)
         params = KEEPALIVE | params
         backoff = 0.5
         while not self.stopping.is_set():
             try:
-                with psycopg.connect(**params, autocommit=True) as conn:
+                with psycopg.connect(**params, autocommit=True) as conn:  # type: ignore[arg-type]
                     conn.execute(f"LISTEN {CHANNEL}")
                     backoff = 0.5
                     self.on_wake()  # what became ready while nobody listened
