@@ -8,14 +8,15 @@ PYTHON := $(BIN)/python
 PORT ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help install install-dev run test bench chaos lint format clean
+.PHONY: help install install-dev run test test-fast bench chaos lint format clean
 
 help:
 	@echo "make run      set up and run the site with its worker (SQLite, http://127.0.0.1:$(PORT))"
 	@echo "make test     set up and run the test suite on SQLite and PostgreSQL 15"
+	@echo "make test-fast  the inner loop: SQLite only, without the slow tests (about 30 s)"
 	@echo "make bench    measure enqueue, drain and pickup rates on SQLite and PostgreSQL 15"
 	@echo "make chaos    kill, pause and cut off real workers on SQLite and PostgreSQL 15; check the guarantees"
-	@echo "make lint     ruff, import contracts and a migrations check"
+	@echo "make lint     ruff, import contracts, mypy on taskqueue/ and a migrations check"
 	@echo "make format   format the code with ruff"
 
 $(PYTHON):
@@ -44,6 +45,9 @@ run: install .env
 
 test: install-dev
 	$(PYTHON) -m scripts.run_tests
+
+test-fast: install-dev
+	$(PYTHON) -m pytest -m "not slow" -q
 
 bench: install-dev
 	$(PYTHON) -m scripts.bench
