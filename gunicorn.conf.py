@@ -1,7 +1,7 @@
 """Gunicorn settings, read from the same environment (and .env file) as the Django settings.
 
 - Bound to 127.0.0.1 unless HOST says otherwise: the site is meant to sit behind a proxy (nginx,
-  Caddy, a platform's router) that buffers slow clients; see "Deploying" in the README.
+  Caddy, a platform's router) that buffers slow clients; see docs/deploying.md.
 - Threaded workers (`gthread`): a client that sends its request slowly holds one thread, not the
   whole worker, so a handful of half-sent connections cannot stop the site.
 - The scheme headers (X-Forwarded-Proto and the like) are trusted only with TRUST_X_FORWARDED_PROTO,

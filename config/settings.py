@@ -69,13 +69,13 @@ DATABASES = {"default": env.database("DATABASE_URL", default=f"sqlite:///{BASE_D
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # The task queue's tables stay on "default" unless QUEUE_DATABASE_URL gives them a database of their own.
 DATABASE_ROUTERS = ["taskqueue.routers.TaskQueueRouter"]
-# The engine's timings (see the README); what is not set here keeps the engine's default.
+# The engine's timings (see docs/settings.md); what is not set here keeps the engine's default.
 TASKQUEUE: dict = {
     name: env.seconds(f"TASKQUEUE_{name}", default)
     for name, default in (("HEARTBEAT_INTERVAL", 2.0), ("WORKER_DEAD_AFTER", 120.0), ("SHUTDOWN_TIMEOUT", 25.0))
 }
 # Modules that declare tasks besides each installed app's tasks.py, comma-separated: only declared
-# tasks run (see the README's security section).
+# tasks run (see docs/security.md).
 TASKQUEUE["TASK_MODULES"] = env.list("TASKQUEUE_TASK_MODULES", default=[])
 if os.environ.get("QUEUE_DATABASE_URL"):
     DATABASES["queue"] = env.database("QUEUE_DATABASE_URL", default="")
@@ -115,7 +115,7 @@ TASKS = {
     "default": {
         "BACKEND": "taskqueue.backend.DatabaseBackend",
         "QUEUES": [],  # any queue name; list names here to have typos refused at enqueue
-        "OPTIONS": {},  # TASKQUEUE settings for this backend (see the README)
+        "OPTIONS": {},  # TASKQUEUE settings for this backend (see docs/settings.md)
     }
 }
 

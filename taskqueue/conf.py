@@ -1,12 +1,13 @@
 """The engine's settings: one `TASKQUEUE` dict in the Django settings, with documented defaults.
 
     TASKQUEUE = {
-        "WORKERS": [{"name": "default", "queues": ["*"], "num_threads": 1}],
-        "POLL_INTERVAL": 1.0,
+        "WORKERS": [{"name": "default", "queues": ["*"], "num_threads": 1, "sleep_seconds_when_empty": 1.0}],
+        "RESULT_RETENTION": 86400.0,
         ...
     }
 
-`taskqueue_worker` flags override these for one run. `checks.py` reports bad values at start-up.
+`taskqueue_worker` flags override these for one run. `checks.py` reports every bad value at start-up.
+Every key, with its default: docs/settings.md.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import connection
 from django.tasks import default_task_backend
 from django.tasks.exceptions import TaskResultDoesNotExist
 from django.test import Client, override_settings
@@ -289,8 +290,10 @@ def test_odd_paths_are_refused_without_importing_anything(path: str) -> None:
 @pytest.mark.django_db
 def test_rows_with_odd_paths_and_kinds_fail_alone_in_a_worker_thread(drain) -> None:
     ids = []
+    # PostgreSQL stores no NUL character in a text column: such a row cannot exist there.
+    storable = [path for path in ODD_PATHS[:-1] if "\x00" not in path or connection.vendor != "postgresql"]
     for kind in ("queue", "django", "celery", "no-such-kind", ""):
-        for path in ODD_PATHS[:-1]:
+        for path in storable:
             info = q.NoOpQueue.add_task(None)
             Task.objects.filter(pk=info.id).update(task_path=path, kind=kind)
             ids.append(info.id)
