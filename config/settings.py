@@ -72,8 +72,12 @@ DATABASE_ROUTERS = ["taskqueue.routers.TaskQueueRouter"]
 # The engine's timings (see docs/settings.md); what is not set here keeps the engine's default.
 TASKQUEUE: dict = {
     name: env.seconds(f"TASKQUEUE_{name}", default)
-    for name, default in (("HEARTBEAT_INTERVAL", 2.0), ("WORKER_DEAD_AFTER", 120.0), ("SHUTDOWN_TIMEOUT", 25.0))
-}
+    for name, default in (
+        ("HEARTBEAT_INTERVAL", 2.0), ("WORKER_DEAD_AFTER", 120.0), ("SHUTDOWN_TIMEOUT", 25.0), ("TIMEOUT_GRACE", 10.0)
+    )
+}  # fmt: skip
+if os.environ.get("TASKQUEUE_DEFAULT_TIMEOUT"):  # seconds; unset: no limit for tasks that declare none
+    TASKQUEUE["DEFAULT_TIMEOUT"] = env.seconds("TASKQUEUE_DEFAULT_TIMEOUT", 0)
 # Modules that declare tasks besides each installed app's tasks.py, comma-separated: only declared
 # tasks run (see docs/security.md).
 TASKQUEUE["TASK_MODULES"] = env.list("TASKQUEUE_TASK_MODULES", default=[])

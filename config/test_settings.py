@@ -21,7 +21,7 @@ TEST_TASK_MODULES = [
     f"tests.taskqueue.{module}"
     for module in (
         "sample_queues", "sample_tasks", "sample_celery", "sample_guarantees", "sample_limits", "sample_signals",
-        "test_liveness_faults",
+        "sample_timeouts", "test_liveness_faults",
     )
 ]  # fmt: skip
 TASKQUEUE["TASK_MODULES"] = [*TASKQUEUE["TASK_MODULES"], *TEST_TASK_MODULES]

@@ -22,6 +22,7 @@ _EXPORTS = {
     "SerializationError": "taskqueue.exceptions",
     "Stopped": "taskqueue.exceptions",
     "UndeclaredTask": "taskqueue.exceptions",
+    "TimeLimitExceeded": "taskqueue.exceptions",
     "stop_requested": "taskqueue.engine.running",
     "cancel_requested": "taskqueue.engine.running",
     "cancel": "taskqueue.engine.operations",

@@ -25,7 +25,7 @@ from taskqueue import dashboard, recurring
 from taskqueue.control import QueueInfo
 from taskqueue.dashboard import error_line, state_filters
 from taskqueue.engine import databases, operations
-from taskqueue.exceptions import TaskNoLongerWaiting, TaskQueueError
+from taskqueue.exceptions import TaskNoLongerWaiting, TaskQueueError, TimeLimitExceeded
 from taskqueue.models import PausedQueue, RecurringTask, Status, Task, WorkerProcess
 
 # The query parameter a waiting task's change form posts back: the task's claim count when the form was read.
@@ -83,6 +83,18 @@ class EstimatedCountPaginator(Paginator):
 # The query-string parameters a field's list filter uses (Django's field filters: exact values,
 # empty or not, date ranges, related ids).
 FIELD_FILTER_SUFFIXES = ("", "__exact", "__isnull", "__gte", "__lt", "__id__exact")
+
+
+def attempt_ending(entry: dict[str, Any]) -> str:
+    """How a failed attempt ended, when it was not by its own error: its worker died, or it timed out."""
+    if entry.get("abandoned"):
+        return " (worker died)"
+    if entry.get("exc_class") == TIMED_OUT:
+        return " (timed out)"
+    return ""
+
+
+TIMED_OUT = f"{TimeLimitExceeded.__module__}.{TimeLimitExceeded.__qualname__}"
 
 
 class FilterLookupsOnly(admin.ModelAdmin):
@@ -197,7 +209,7 @@ class TaskAdmin(FilterLookupsOnly):
                     e.get("attempt"),
                     e.get("at"),
                     e.get("worker"),
-                    " (worker died)" if e.get("abandoned") else "",
+                    attempt_ending(e),
                     e.get("exc_class"),
                     e.get("message"),
                     e.get("traceback") or "(no traceback)",

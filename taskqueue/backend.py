@@ -32,7 +32,7 @@ from django.tasks.signals import task_enqueued, task_finished, task_started
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from taskqueue.conf import load_settings
+from taskqueue.conf import load_settings, seconds
 from taskqueue.engine import executors, registry
 from taskqueue.engine.claim import ClaimedTask
 from taskqueue.engine.concurrency import Concurrency, ConcurrencyRule, call_arguments, concurrency_rule
@@ -75,6 +75,9 @@ class RetryingTask(Task):
     concurrency_limit: int = 1
     concurrency_duration: float = 300.0
     on_conflict: str = "wait"
+    #: Seconds the task may run: then TimeLimitExceeded is raised in it, and TASKQUEUE["TIMEOUT_GRACE"]
+    #: later its worker process is ended. None: TASKQUEUE["DEFAULT_TIMEOUT"].
+    timeout: float | None = None
 
     def concurrency_rule(self) -> ConcurrencyRule | None:
         return concurrency_rule(self.concurrency_key, self.concurrency_limit, self.concurrency_duration,
@@ -93,6 +96,9 @@ class DatabaseBackend(BaseTaskBackend):
         max_attempts = getattr(task, "max_attempts", 1)
         if not isinstance(max_attempts, int) or isinstance(max_attempts, bool) or max_attempts < 1:
             raise InvalidTask(f"max_attempts must be a whole number of 1 or more, got {max_attempts!r}.")
+        timeout = getattr(task, "timeout", None)
+        if timeout is not None and not seconds(timeout):
+            raise InvalidTask(f"timeout must be None or a positive number of seconds, got {timeout!r}.")
         if not callable(getattr(task, "backoff", exponential_backoff)):
             raise InvalidTask("backoff must be callable as backoff(exception, task_result).")
         if isinstance(task, RetryingTask):
@@ -311,6 +317,9 @@ class DjangoAttempt:
         if delay is None:
             return None
         return delay if isinstance(delay, timedelta) else timedelta(seconds=float(delay))
+
+    def time_limits(self) -> tuple[float | None, float | None]:
+        return getattr(self.task, "timeout", None), None
 
     def after_write(self, state: str, value: Any, error: ErrorInfo | None) -> AfterWrite:
         """What sends task_finished once the outcome is stored (nothing, when nobody listens). A

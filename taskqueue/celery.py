@@ -27,6 +27,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
+from taskqueue.conf import seconds
 from taskqueue.engine import executors, operations, registry
 from taskqueue.engine.claim import ClaimedTask
 from taskqueue.engine.concurrency import ConcurrencyRule, call_arguments, concurrency_rule
@@ -96,7 +97,14 @@ class SharedTask:
         priority: int,
         policy: RetryPolicy,
         concurrency: ConcurrencyRule | None = None,
+        soft_time_limit: float | None = None,
+        time_limit: float | None = None,
     ) -> None:
+        for name, limit in (("soft_time_limit", soft_time_limit), ("time_limit", time_limit)):
+            if limit is not None and not seconds(limit):
+                raise ValueError(f"{name} must be None or a positive number of seconds, got {limit!r}.")
+        if soft_time_limit is not None and time_limit is not None and time_limit <= soft_time_limit:
+            raise ValueError("time_limit (hard) must be longer than soft_time_limit.")
         if "<locals>" in func.__qualname__:
             raise TaskQueueError(f"{func.__qualname__}: define tasks at module level, so workers can import them.")
         self.func = func
@@ -105,6 +113,10 @@ class SharedTask:
         self.priority = priority
         self.policy = policy
         self.concurrency = concurrency
+        # Celery's: TimeLimitExceeded is raised in the task at soft_time_limit; at time_limit (default:
+        # soft_time_limit + TASKQUEUE["TIMEOUT_GRACE"]) its worker process is ended.
+        self.soft_time_limit = soft_time_limit
+        self.time_limit = time_limit
         self.__doc__ = func.__doc__
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -204,6 +216,8 @@ def shared_task(
     concurrency_limit: int = 1,
     concurrency_duration: float = 300.0,
     on_conflict: str = "wait",
+    soft_time_limit: float | None = None,
+    time_limit: float | None = None,
 ) -> Any:
     """Make a function a task, with Celery's names for its options (and a concurrency limit, as
     queue classes and django.tasks tasks have one)."""
@@ -223,7 +237,8 @@ def shared_task(
     limit = concurrency_rule(concurrency_key, concurrency_limit, concurrency_duration, on_conflict)
 
     def decorate(function: Callable[..., Any]) -> SharedTask:
-        return SharedTask(function, queue=queue, priority=priority, policy=policy, concurrency=limit)
+        return SharedTask(function, queue=queue, priority=priority, policy=policy, concurrency=limit,
+                          soft_time_limit=soft_time_limit, time_limit=time_limit)  # fmt: skip
 
     return decorate(func) if func is not None else decorate
 
@@ -360,6 +375,9 @@ class CeleryAttempt:
         if not isinstance(error, self.task.policy.autoretry_for):
             return None
         return timedelta(seconds=self.task.policy.delay(retries=self.claimed.attempts - 1))
+
+    def time_limits(self) -> tuple[float | None, float | None]:
+        return self.task.soft_time_limit, self.task.time_limit
 
     def after_write(self, state: str, value: Any, error: ErrorInfo | None) -> None:
         return None

@@ -61,6 +61,10 @@ class EngineSettings:
     # bytes: a bigger enqueue raises SerializationError. Rows this size slow every claim that reads them;
     # store big data elsewhere and pass its id. A positive whole number: there is no "unlimited".
     MAX_PAYLOAD_BYTES: int = 1024 * 1024
+    # Seconds a task may run before TimeLimitExceeded is raised in it, for tasks that declare no limit of
+    # their own (None: no limit); and how long past that a task may go on before its process is ended.
+    DEFAULT_TIMEOUT: float | None = None
+    TIMEOUT_GRACE: float = 10.0
     # Modules that declare tasks, imported by workers at start besides each installed app's `tasks`
     # module: only declared tasks run (see taskqueue.engine.registry).
     TASK_MODULES: tuple[str, ...] = ()
@@ -181,7 +185,12 @@ def problems(engine: EngineSettings) -> list[str]:
         value = getattr(engine, name)
         if not seconds(value):
             found.append(f"TASKQUEUE[{name!r}] must be a positive number of seconds, got {value!r}.")
-    for name in ("SHUTDOWN_TIMEOUT", "RESULT_RETENTION"):
+    if engine.DEFAULT_TIMEOUT is not None and not seconds(engine.DEFAULT_TIMEOUT):
+        found.append(
+            f"TASKQUEUE['DEFAULT_TIMEOUT'] must be None or a positive number of seconds, "
+            f"got {engine.DEFAULT_TIMEOUT!r}."
+        )
+    for name in ("SHUTDOWN_TIMEOUT", "RESULT_RETENTION", "TIMEOUT_GRACE"):
         value = getattr(engine, name)
         if not seconds(value, zero=True):
             found.append(f"TASKQUEUE[{name!r}] must be a number of seconds, zero or more, got {value!r}.")

@@ -33,6 +33,12 @@ class UnknownTaskKind(TaskQueueError):
     """A task row of a kind no front door registered (its front door's module is not imported)."""
 
 
+class TimeLimitExceeded(TaskQueueError, TimeoutError):
+    """Raised in a task that ran past its soft time limit (`timeout`, `soft_time_limit`, or
+    TASKQUEUE["DEFAULT_TIMEOUT"]); the task then fails or is retried by its rules. A task still running
+    TIMEOUT_GRACE later has its worker process ended, and the attempt is recorded with this error too."""
+
+
 class UndeclaredTask(TaskQueueError, LookupError):
     """A task path that no front door declared (see `taskqueue.engine.registry`): it is not imported and
     does not run; a task row naming it fails, and a recurring task naming it is refused."""

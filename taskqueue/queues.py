@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
+from taskqueue.conf import seconds
 from taskqueue.engine import executors, registry
 from taskqueue.engine.claim import ClaimedTask
 from taskqueue.engine.concurrency import ConcurrencyRule, concurrency_rule, single_argument
@@ -102,6 +103,9 @@ class BaseQueue[T]:
     concurrency_limit: ClassVar[int] = 1
     concurrency_duration: ClassVar[float] = 300.0
     on_conflict: ClassVar[str] = "wait"
+    #: Seconds a task may run: then TimeLimitExceeded is raised in it, and TASKQUEUE["TIMEOUT_GRACE"]
+    #: later its worker process is ended. None: TASKQUEUE["DEFAULT_TIMEOUT"].
+    timeout: ClassVar[float | None] = None
     _concurrency: ClassVar[ConcurrencyRule | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -109,6 +113,8 @@ class BaseQueue[T]:
         backoff = cls.retry_backoff
         if isinstance(backoff, bool) or not isinstance(backoff, int | float) or not 0 <= backoff < float("inf"):
             raise TaskQueueError(f"{cls.path()}.retry_backoff must be finite seconds >= 0, not {backoff!r}.")
+        if cls.timeout is not None and not seconds(cls.timeout):
+            raise TaskQueueError(f"{cls.path()}.timeout must be None or positive seconds, not {cls.timeout!r}.")
         registry.declare(KIND, cls.__module__, cls.__qualname__)
         if "queue_name" not in cls.__dict__:
             cls.queue_name = cls.path()
@@ -229,6 +235,9 @@ class QueueAttempt:
 
     def retry_delay(self, error: BaseException) -> timedelta | None:
         return backoff_delay(self.queue, self.task.attempts) if isinstance(error, self.queue.retry_on) else None
+
+    def time_limits(self) -> tuple[float | None, float | None]:
+        return self.queue.timeout, None
 
     def after_write(self, state: str, value: Any, error: ErrorInfo | None) -> None:
         return None

@@ -9,6 +9,8 @@ returned, raised or was asked to do (stop, cancel) into the task's outcome. Logg
   failed otherwise, its error kept.
 - Work that completed is a success even if a cancel came meanwhile; a retry asked for after a cancel
   ends cancelled.
+- Past its soft time limit, TimeLimitExceeded is raised in the task (see TaskControl.time_out); whatever
+  the attempt then ends with is recorded as that error, retried or failed by the task's rules.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from django.utils import timezone
 from taskqueue.engine.claim import ClaimedTask
 from taskqueue.engine.executors import CANCELLED, FAILED, SUCCEEDED, Attempt, RunAgain, TaskControl, door_for
 from taskqueue.engine.outcomes import Cancelled, Failed, Outcome, RetryLater, Succeeded
-from taskqueue.exceptions import DeserializationExc, Stopped, UnknownTaskKind
+from taskqueue.exceptions import DeserializationExc, Stopped, TimeLimitExceeded, UnknownTaskKind
 from taskqueue.serialization import ErrorInfo, return_value
 
 logger = logging.getLogger("taskqueue.task")
@@ -61,9 +63,12 @@ def run_task(task: ClaimedTask, control: TaskControl) -> Outcome:
         if door is None:
             raise UnknownTaskKind(f"No front door runs tasks of kind {task.kind!r} (is its module imported?)")
         attempt = door.prepare(task, control)
+        control.arm(attempt, time.monotonic())
         answer = attempt()
         value = None if isinstance(answer, RunAgain) else return_value(answer)
+        control.disarm()
     except BaseException as error:  # a task must never take its worker down
+        control.disarm()
         outcome = after_error(task, control, attempt, error)
     else:
         outcome = after_return(task, attempt, answer, value)
@@ -83,6 +88,9 @@ def after_return(task: ClaimedTask, attempt: Attempt, answer: Any, value: Any) -
 
 
 def after_error(task: ClaimedTask, control: TaskControl, attempt: Attempt | None, error: BaseException) -> Outcome:
+    if control.timed_out.is_set() and not isinstance(error, TimeLimitExceeded):
+        # It stopped (or broke) because its time was up: an attempt that timed out, by the task's rules.
+        error = TimeLimitExceeded(f"The task ran past its time limit and ended with {type(error).__name__}: {error}")
     info = ErrorInfo.from_exception(error)
     if isinstance(error, Stopped) and control.stop_requested():
         if control.cancelled.is_set():

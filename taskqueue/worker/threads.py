@@ -31,6 +31,7 @@ from taskqueue.engine.outcomes import Failed, Recorder, Start
 from taskqueue.engine.running import run_task
 from taskqueue.models import Task, WorkerProcess
 from taskqueue.serialization import ErrorInfo
+from taskqueue.worker import timelimits
 from taskqueue.worker.maintenance import Maintenance
 
 logger = logging.getLogger("taskqueue.worker")
@@ -84,9 +85,9 @@ class Worker(threading.Thread):
         self._held: set[int] = set()
         self._waiting: collections.deque[ClaimedTask] = collections.deque()
         self._lock = threading.Lock()
-        # The task running now, its control (the heartbeat sets its `cancelled` on a revoke), and when
-        # it started (time.monotonic()).
-        self.running: tuple[int, TaskControl, float] | None = None
+        # The task running now: its id, its control (the heartbeat sets its `cancelled` on a revoke, the
+        # watchdog holds it to its time limits), when it started (time.monotonic()), and the task.
+        self.running: tuple[int, TaskControl, float, ClaimedTask] | None = None
 
     def held(self) -> set[int]:
         with self._lock:
@@ -180,8 +181,10 @@ class Worker(threading.Thread):
                 with self._lock:
                     self._held.discard(task.id)
                 continue
-            control = TaskControl(self.stopping, recorder.worker_name)
-            self.running = (task.id, control, time.monotonic())
+            engine = self.group.engine if self.group is not None else load_settings()
+            control = TaskControl(self.stopping, recorder.worker_name, default_timeout=engine.DEFAULT_TIMEOUT,
+                                  timeout_grace=engine.TIMEOUT_GRACE)  # fmt: skip
+            self.running = (task.id, control, time.monotonic(), task)
             outcome = run_task(task, control)
             self.running = None
             recorder.add(outcome)
@@ -452,8 +455,10 @@ class WorkerGroup(threading.Thread):
             self.thread_failed(f"threads died: {', '.join(dead)}")
 
     def _release_stuck_batches(self) -> None:
-        """Give back the unstarted rest of a batch whose current task has run past RELEASE_AFTER."""
+        """Give back the unstarted rest of a batch whose current task has run past RELEASE_AFTER; and hold
+        running tasks to their time limits (see taskqueue.worker.timelimits)."""
         while not self._ended.wait(RELEASE_CHECK_INTERVAL):
+            timelimits.enforce(self, time.monotonic())
             for worker in self.workers:
                 running = worker.running
                 if running is None or time.monotonic() - running[2] < RELEASE_AFTER:
