@@ -55,6 +55,8 @@ class TaskControl:
         """The attempt starts now in this thread: set its deadlines from its limits or the defaults."""
         soft, hard = attempt.time_limits()
         soft = soft if soft is not None else (self.default_timeout if hard is None else None)
+        if soft is None and hard is None:
+            return  # no limit: nothing for the watchdog to do, and nothing to lock (the common case)
         if hard is None and soft is not None:
             hard = soft + self.timeout_grace
         with self._lock:
@@ -65,6 +67,8 @@ class TaskControl:
 
     def disarm(self) -> None:
         """The attempt's code is done: no time-limit exception may reach its thread from now on."""
+        if not self._armed:
+            return  # never armed (no limit), or disarmed already: no exception can be pending
         with self._lock:
             if self._armed and self.timed_out.is_set() and self.thread_id is not None:
                 clear_async_exception(self.thread_id)  # one raised just as the task returned
