@@ -31,6 +31,6 @@ if env.bool("TRUST_X_FORWARDED_PROTO", default=False):
 else:
     forwarded_allow_ips = ""
     secure_scheme_headers: dict[str, str] = {}
-# Gunicorn 27's control socket sits at one path per user, so two sites (or test runs) on a host would
-# fight over it; nothing here uses it.
+# Gunicorn 27's control socket sits at one path per user, so two sites (or test runs) on a host
+# would fight over it; nothing here uses it.
 control_socket_disable = True

@@ -36,13 +36,19 @@ MAIL_BACKENDS: dict[str, tuple[str, frozenset[str]]] = {
     ),
 }
 SMTP_TIMEOUT_SECONDS = 30
-SMTP_SCHEMES = {"smtp": {}, "smtp+tls": {"use_tls": True}, "smtps": {"use_tls": True}, "smtp+ssl": {"use_ssl": True}}
+SMTP_SCHEMES = {
+    "smtp": {},
+    "smtp+tls": {"use_tls": True},
+    "smtps": {"use_tls": True},
+    "smtp+ssl": {"use_ssl": True},
+}
 
 
 def site_environment(base_dir: Path) -> Environment:
-    """The site's environment: the process's variables, then `ENV_FILE` (default `<project>/.env`) for
-    what they leave unset. ENV_FILE="" reads no file at all (the test suite uses that to ignore a
-    developer's .env). The settings and gunicorn.conf.py both read it, so both see the same values."""
+    """The site's environment: the process's variables, then `ENV_FILE` (default `<project>/.env`)
+    for what they leave unset. ENV_FILE="" reads no file at all (the test suite uses that to ignore
+    a developer's .env). The settings and gunicorn.conf.py both read it, so both see the same
+    values."""
     env_file = os.environ.get("ENV_FILE", str(base_dir / ".env"))
     return Environment(Path(env_file) if env_file else None)
 
@@ -72,7 +78,9 @@ class Environment:
             return True
         if word in FALSE_WORDS:
             return False
-        raise ImproperlyConfigured(f"{name}={value!r} is not a boolean: use one of true/false, yes/no, on/off, 1/0.")
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is not a boolean: use one of true/false, yes/no, on/off, 1/0."
+        )
 
     def int(self, name: str, default: int, minimum: int = 0) -> int:
         value = self._env.str(name, default=None)
@@ -108,7 +116,9 @@ class Environment:
     def log_level(self, name: str, default: str) -> str:
         value = self.raw(name, default).strip().upper()
         if value not in LOG_LEVELS:
-            raise ImproperlyConfigured(f"{name}={value!r} is not a log level: use one of {', '.join(LOG_LEVELS)}.")
+            raise ImproperlyConfigured(
+                f"{name}={value!r} is not a log level: use one of {', '.join(LOG_LEVELS)}."
+            )
         return value
 
     def origins(self, name: str, default: builtins.list[str]) -> builtins.list[str]:
@@ -127,20 +137,26 @@ class Environment:
             config = environ.Env.db_url_config(url)
         except (ImproperlyConfigured, ValueError, KeyError) as error:
             reason = masked(str(error), url)
-            raise ImproperlyConfigured(f"{name} is not a usable database URL ({reason}): {masked(url)!r}") from None
+            raise ImproperlyConfigured(
+                f"{name} is not a usable database URL ({reason}): {masked(url)!r}"
+            ) from None
         engine = config.get("ENGINE", "")
         if engine == "django.db.backends.sqlite3":
             return sqlite_database(config)
         if engine == "django.db.backends.postgresql":
             return postgresql_database(config)
-        raise ImproperlyConfigured(f"{name} must be a sqlite:// or postgres:// URL, got {urlsplit(url).scheme!r}.")
+        raise ImproperlyConfigured(
+            f"{name} must be a sqlite:// or postgres:// URL, got {urlsplit(url).scheme!r}."
+        )
 
     def cache(self, name: str, default: str) -> dict[str, Any]:
         url = self.raw(name, default)
         try:
             return environ.Env.cache_url_config(url)
         except (ImproperlyConfigured, ValueError, KeyError) as error:
-            raise ImproperlyConfigured(f"{name} is not a usable cache URL ({masked(str(error), url)}).") from None
+            raise ImproperlyConfigured(
+                f"{name} is not a usable cache URL ({masked(str(error), url)})."
+            ) from None
 
     def mailers(self, name: str, default: str) -> dict[str, dict[str, Any]]:
         return {"default": mailer_config(name, self.raw(name, default))}
@@ -168,7 +184,9 @@ def masked(text: str, url: str | None = None) -> str:
 def sqlite_database(config: dict[str, Any]) -> dict[str, Any]:
     """SQLite tuned for one web process and several worker processes sharing the file."""
     if not config.get("NAME"):
-        raise ImproperlyConfigured("A SQLite DATABASE_URL needs a file path, e.g. sqlite:///db.sqlite3.")
+        raise ImproperlyConfigured(
+            "A SQLite DATABASE_URL needs a file path, e.g. sqlite:///db.sqlite3."
+        )
     config["OPTIONS"] = {
         # WAL lets readers proceed while one process writes; NORMAL sync is safe under WAL.
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
@@ -199,15 +217,22 @@ def mailer_config(name: str, url: str) -> dict[str, Any]:
         except ValueError:
             raise ImproperlyConfigured(f"{name} has a bad port: {masked(url)!r}") from None
         if not parts.hostname:
-            raise ImproperlyConfigured(f"{name} needs a host, e.g. smtp://user:password@mail.example.com:587.")
-        options: dict[str, Any] = {"host": parts.hostname, "port": port or 25, **SMTP_SCHEMES[scheme]}
+            raise ImproperlyConfigured(
+                f"{name} needs a host, e.g. smtp://user:password@mail.example.com:587."
+            )
+        options: dict[str, Any] = {
+            "host": parts.hostname,
+            "port": port or 25,
+            **SMTP_SCHEMES[scheme],
+        }
         parsed = environ.Env.email_url_config(url)
         if parsed.get("EMAIL_HOST_USER"):
             options["username"] = parsed["EMAIL_HOST_USER"]
         if parsed.get("EMAIL_HOST_PASSWORD"):
             options["password"] = parsed["EMAIL_HOST_PASSWORD"]
         options |= {key.lower(): value for key, value in parsed.get("OPTIONS", {}).items()}
-        # A hung mail server must not hold a worker thread forever; ?timeout=N in the URL overrides this.
+        # A hung mail server must not hold a worker thread forever; ?timeout=N in the URL overrides
+        # this.
         options.setdefault("timeout", SMTP_TIMEOUT_SECONDS)
     elif scheme == "file":
         backend, allowed = MAIL_BACKENDS["file"]
@@ -217,8 +242,12 @@ def mailer_config(name: str, url: str) -> dict[str, Any]:
         options = {}
     else:
         known = ", ".join([*SMTP_SCHEMES, "file", "console", "locmem", "dummy"])
-        raise ImproperlyConfigured(f"{name} scheme {scheme!r} is not supported: use one of {known}.")
+        raise ImproperlyConfigured(
+            f"{name} scheme {scheme!r} is not supported: use one of {known}."
+        )
     unknown = set(options) - allowed
     if unknown:
-        raise ImproperlyConfigured(f"{name} has options {sorted(unknown)} that {backend} does not accept.")
+        raise ImproperlyConfigured(
+            f"{name} has options {sorted(unknown)} that {backend} does not accept."
+        )
     return {"BACKEND": backend, "OPTIONS": options}

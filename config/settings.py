@@ -65,18 +65,26 @@ TEMPLATES = [
 ]
 
 # SQLite by default: WAL mode and a busy timeout, so web and worker processes share the file.
-DATABASES = {"default": env.database("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+DATABASES = {
+    "default": env.database("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-# The task queue's tables stay on "default" unless QUEUE_DATABASE_URL gives them a database of their own.
+# The task queue's tables stay on "default" unless QUEUE_DATABASE_URL gives them a database of their
+# own.
 DATABASE_ROUTERS = ["taskqueue.routers.TaskQueueRouter"]
 # The engine's timings (see docs/settings.md); what is not set here keeps the engine's default.
 TASKQUEUE: dict = {
     name: env.seconds(f"TASKQUEUE_{name}", default)
     for name, default in (
-        ("HEARTBEAT_INTERVAL", 2.0), ("WORKER_DEAD_AFTER", 120.0), ("SHUTDOWN_TIMEOUT", 25.0), ("TIMEOUT_GRACE", 10.0)
+        ("HEARTBEAT_INTERVAL", 2.0),
+        ("WORKER_DEAD_AFTER", 120.0),
+        ("SHUTDOWN_TIMEOUT", 25.0),
+        ("TIMEOUT_GRACE", 10.0),
     )
-}  # fmt: skip
-if os.environ.get("TASKQUEUE_DEFAULT_TIMEOUT"):  # seconds; unset: no limit for tasks that declare none
+}
+if os.environ.get(
+    "TASKQUEUE_DEFAULT_TIMEOUT"
+):  # seconds; unset: no limit for tasks that declare none
     TASKQUEUE["DEFAULT_TIMEOUT"] = env.seconds("TASKQUEUE_DEFAULT_TIMEOUT", 0)
 # Modules that declare tasks besides each installed app's tasks.py, comma-separated: only declared
 # tasks run (see docs/security.md).
@@ -123,7 +131,8 @@ TASKS = {
     }
 }
 
-# Reports demo: milliseconds each build step is slowed down by, so a person sees the progress bar move.
+# Reports demo: milliseconds each build step is slowed down by, so a person sees the progress bar
+# move.
 REPORTS_STEP_DELAY_MS = env.int("REPORTS_STEP_DELAY_MS", default=300)
 
 # Mail: EMAIL_URL (console://, smtp://user:pass@host:587, smtp+tls://…, file:///path) becomes
@@ -147,9 +156,9 @@ CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
 if env.bool("TRUST_X_FORWARDED_PROTO", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
-# Content-Security-Policy on every page (the site's and the admin's): scripts and styles from this site,
-# or inline with the request's nonce ({% csp_nonce_attr %}); nothing may frame the pages. A view may send
-# its own policy (the report chart does).
+# Content-Security-Policy on every page (the site's and the admin's): scripts and styles from this
+# site, or inline with the request's nonce ({% csp_nonce_attr %}); nothing may frame the pages. A
+# view may send its own policy (the report chart does).
 SECURE_CSP = {
     "default-src": [CSP.SELF],
     "script-src": [CSP.SELF, CSP.NONCE],
@@ -161,8 +170,9 @@ SECURE_CSP = {
     "frame-ancestors": [CSP.NONE],
 }
 
-# Posts per client address (and per account name where the form has one) before the form answers 429;
-# apps/core/ratelimit.py. Counted in the default cache: CACHE_URL should name a shared one in production.
+# Posts per client address (and per account name where the form has one) before the form answers
+# 429; apps/core/ratelimit.py. Counted in the default cache: CACHE_URL should name a shared one in
+# production.
 RATE_LIMITS = {"signup": "10/h", "contact": "10/h", "login": "20/h", "password_reset": "10/h"}
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 
@@ -175,7 +185,11 @@ LOGGING = {
         "line": {"format": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"},
     },
     "handlers": {
-        "stdout": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout", "formatter": "line"},
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stdout",
+            "formatter": "line",
+        },
     },
     "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
     "loggers": {

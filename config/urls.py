@@ -9,7 +9,8 @@ urlpatterns = [
     path("", include("apps.core.urls")),
     path("", include("apps.emails.urls")),
     path("reports/", include("apps.reports.urls")),
-    # Before Django's own: the reset email goes through the queue (apps/emails/tasks.py); both are rate-limited.
+    # Before Django's own: the reset email goes through the queue (apps/emails/tasks.py); both are
+    # rate-limited.
     path(
         "accounts/password_reset/",
         rate_limited("password_reset", field="email")(
@@ -17,7 +18,11 @@ urlpatterns = [
         ),
         name="password_reset",
     ),
-    path("accounts/login/", rate_limited("login", field="username")(auth_views.LoginView.as_view()), name="login"),
+    path(
+        "accounts/login/",
+        rate_limited("login", field="username")(auth_views.LoginView.as_view()),
+        name="login",
+    ),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/login/", rate_limited("login", field="username")(admin.site.login)),
     path("admin/", admin.site.urls),

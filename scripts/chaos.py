@@ -1,20 +1,23 @@
-"""The chaos suite: real worker processes under faults, judged from what the tasks themselves recorded.
+"""The chaos suite: real worker processes under faults, judged from what the tasks themselves
+recorded.
 
-    python -m scripts.chaos [--quick] [--database sqlite|postgresql|both] [--processes N] [--threads N]
-                            [--durability-bound SECONDS] [--seed N] [--keep]
+    python -m scripts.chaos [--quick] [--database sqlite|postgresql|both] [--processes N]
+                            [--threads N] [--durability-bound SECONDS] [--seed N] [--keep]
 
-For each database (SQLite, then PostgreSQL: a throwaway cluster from /usr/lib/postgresql/15/bin, or the
-cluster `scripts.run_tests` started, found through its TEST_PG_* variables, in a database of its own)
-it starts a pool of `manage.py taskqueue_worker` processes (4 x 2 threads by default), keeps a backlog
-of tasks of the three front doors (`tests.chaos.tasks`: quick ones, and some of 50-500 ms), and in turn:
+For each database (SQLite, then PostgreSQL: a throwaway cluster from /usr/lib/postgresql/15/bin, or
+the cluster `scripts.run_tests` started, found through its TEST_PG_* variables, in a database of its
+own) it starts a pool of `manage.py taskqueue_worker` processes (4 x 2 threads by default), keeps a
+backlog of tasks of the three front doors (`tests.chaos.tasks`: quick ones, and some of 50-500 ms),
+and in turn:
 
 1. measures the throughput undisturbed, and samples `taskqueue_health`;
 2. inserts poison rows straight into the task table (a payload Python's json refuses: an integer of
    5000 digits, arrays nested deeper than Python decodes where the database takes them; an `errors`
-   column that is not a list) and poison schedules (a task module that does not exist, the impossible
-   date `0 0 31 2 *`), beside a good schedule that ticks every 2 s;
+   column that is not a list) and poison schedules (a task module that does not exist, the
+   impossible date `0 0 31 2 *`), beside a good schedule that ticks every 2 s;
 3. kill storm: SIGKILLs a random worker process every 1-3 s and restarts it, as a supervisor would;
-   meanwhile SIGTERMs the parent of a `taskqueue_worker --processes 2` whose children run long tasks;
+   meanwhile SIGTERMs the parent of a `taskqueue_worker --processes 2` whose children run long
+   tasks;
 4. PostgreSQL: `pg_terminate_backend` of every worker backend, twice, then `pg_ctl restart`, twice;
 5. SIGSTOPs the worker that runs a long task for longer than WORKER_DEAD_AFTER, then SIGCONTs it;
 6. drains, samples health again, stops every worker with SIGTERM and judges.
@@ -32,11 +35,11 @@ wait has a timeout and each database a deadline (quick: about 60-90 s of work, f
 past which the run stops its faults, judges what it has, and fails; a watchdog kills what is left.
 
 Each database runs in a child process of this one (`--one`), with Django configured for it. Every
-worker is a plain `manage.py taskqueue_worker`, given a short HEARTBEAT_INTERVAL and WORKER_DEAD_AFTER
-through TASKQUEUE_HEARTBEAT_INTERVAL and TASKQUEUE_WORKER_DEAD_AFTER (so that a SIGSTOP of seconds
-outlasts WORKER_DEAD_AFTER). Where config/settings.py reads no such variables (an older tree), the
-pool's workers run through `--run-worker`, which puts the settings into `config.settings.TASKQUEUE`
-and then runs `manage.py taskqueue_worker` unchanged.
+worker is a plain `manage.py taskqueue_worker`, given a short HEARTBEAT_INTERVAL and
+WORKER_DEAD_AFTER through TASKQUEUE_HEARTBEAT_INTERVAL and TASKQUEUE_WORKER_DEAD_AFTER (so that a
+SIGSTOP of seconds outlasts WORKER_DEAD_AFTER). Where config/settings.py reads no such variables (an
+older tree), the pool's workers run through `--run-worker`, which puts the settings into
+`config.settings.TASKQUEUE` and then runs `manage.py taskqueue_worker` unchanged.
 """
 
 from __future__ import annotations
@@ -72,14 +75,25 @@ MODULE = "scripts.chaos"
 TASKS = "tests.chaos.tasks"
 TICK_PATH = f"{TASKS}.ChaosTickQueue"
 RECORD_ENV = "CHAOS_RECORD_FILE"
-TASKQUEUE_ENV = "CHAOS_TASKQUEUE"  # JSON: the TASKQUEUE settings --run-worker applies (no TASKQUEUE_* hook)
+# JSON: the TASKQUEUE settings --run-worker applies (no TASKQUEUE_* hook)
+TASKQUEUE_ENV = "CHAOS_TASKQUEUE"
 # What child processes keep of this process's environment (as the test suite's worker fixture does).
-INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV", "PYENV_VERSION", "PG_BIN_DIR")
+INHERITED = (
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "TMPDIR",
+    "VIRTUAL_ENV",
+    "PYENV_VERSION",
+    "PG_BIN_DIR",
+)
 PG_ENV = ("TEST_PG_BIN_DIR", "TEST_PG_DATA_DIR", "TEST_PG_PORT")
 SECRET_KEY = "chaos-only-secret-key-Qm4v8Zr1Kx7Tn2Wp5Ls9Hd3Jc6Fb0Yg8Ue1Ra"
 SQLITE, POSTGRES = "sqlite", "postgresql"
 LABELS = {SQLITE: "SQLite", POSTGRES: "PostgreSQL"}
-# How long before a SIGKILL a completed run's outcome may still be unwritten (see the module docstring).
+# How long before a SIGKILL a completed run's outcome may still be unwritten (see the module
+# docstring).
 DURABILITY_BOUNDS = {POSTGRES: 0.1, SQLITE: 0.5}
 QUEUE, LONG_QUEUE = "chaos", "chaos-long"
 DOORS = ("queue", "django", "celery")
@@ -100,7 +114,9 @@ RESTART_DELAY = 0.3  # after a SIGKILL, before the replacement starts (a supervi
 START_FAILURES_TO_ABORT = 4  # workers in a row that exit on their own before running anything
 DEPTHS = (100_000, 30_000, 12_000)  # nesting tried for the deep poison payload, deepest first
 RESERVED_SECONDS = 50  # of a database's budget, for stopping the workers, judging and cleaning up
-LOG_HEADER = re.compile(r"^\d{4}-\d\d-\d\d [\d:,]{12} (?P<level>[A-Z]+) (?P<name>\S+) (?P<pid>\d+) (?P<msg>.*)$")
+LOG_HEADER = re.compile(
+    r"^\d{4}-\d\d-\d\d [\d:,]{12} (?P<level>[A-Z]+) (?P<name>\S+) (?P<pid>\d+) (?P<msg>.*)$"
+)
 THREAD_DEATH = re.compile(r"\bdied\b|exits with status 1|Exception in thread")
 REGISTERED = re.compile(r"worker process started id=(\d+)")
 
@@ -124,13 +140,29 @@ class Profile:
 
 
 QUICK = Profile(
-    "quick", baseline=5, storm=20, backlog=400, max_tasks=20_000, stop_pause=WORKER_DEAD_AFTER + 5,
-    long_seconds=2.5, pg_gap=2.5, drain_timeout=45, budget=200,
-)  # fmt: skip
+    "quick",
+    baseline=5,
+    storm=20,
+    backlog=400,
+    max_tasks=20_000,
+    stop_pause=WORKER_DEAD_AFTER + 5,
+    long_seconds=2.5,
+    pg_gap=2.5,
+    drain_timeout=45,
+    budget=200,
+)
 FULL = Profile(
-    "full", baseline=15, storm=100, backlog=1500, max_tasks=100_000, stop_pause=WORKER_DEAD_AFTER + 14,
-    long_seconds=5, pg_gap=6, drain_timeout=90, budget=330,
-)  # fmt: skip
+    "full",
+    baseline=15,
+    storm=100,
+    backlog=1500,
+    max_tasks=100_000,
+    stop_pause=WORKER_DEAD_AFTER + 14,
+    long_seconds=5,
+    pg_gap=6,
+    drain_timeout=90,
+    budget=330,
+)
 
 
 class ChaosError(Exception):
@@ -211,7 +243,8 @@ class Records:
             return self.events[index:]
 
     def reader(self, back: int = 0) -> Callable[[], list[Event]]:
-        """A function returning the events recorded since its last call (the first: the last `back` too)."""
+        """A function returning the events recorded since its last call (the first: the last `back`
+        too)."""
         read = [max(0, len(self.events) - back)]
 
         def new() -> list[Event]:
@@ -222,7 +255,7 @@ class Records:
         return new
 
 
-# --- What the run keeps ----------------------------------------------------------------------------
+# --- What the run keeps --------------------------------------------------------------------------
 
 
 @dataclass(eq=False)
@@ -254,7 +287,8 @@ class Entry:
 
 @dataclass
 class TaskRun:
-    """One run of a task, from the records: START and the END or STOP after it, in the same thread."""
+    """One run of a task, from the records: START and the END or STOP after it, in the same
+    thread."""
 
     key: str
     pid: int
@@ -272,14 +306,20 @@ class Check:
     detail: str
 
 
-# --- One database -----------------------------------------------------------------------------------
+# --- One database --------------------------------------------------------------------------------
 
 
 class Run:
-    """One database's chaos run, in this (child) process, with Django configured for that database."""
+    """One database's chaos run, in this (child) process, with Django configured for that
+    database."""
 
     def __init__(
-        self, args: argparse.Namespace, workdir: Path, url: str, cluster: Cluster | None, env_hook: bool
+        self,
+        args: argparse.Namespace,
+        workdir: Path,
+        url: str,
+        cluster: Cluster | None,
+        env_hook: bool,
     ) -> None:
         self.args = args
         self.env_hook = env_hook  # config/settings.py reads the TASKQUEUE_* variables
@@ -295,11 +335,14 @@ class Run:
         self.records_path.touch()
         self.records = Records(self.records_path)
         (workdir / "logs").mkdir(exist_ok=True)
-        self.lock = threading.RLock()  # the feeder, the scenario threads and the main thread share what follows
+        # the feeder, the scenario threads and the main thread share what follows
+        self.lock = threading.RLock()
         self.workers: list[Worker] = []
         self.pool: list[Worker] = []  # each slot's current worker
         self.kills: dict[int, float] = {}  # pid -> monotonic time of its SIGKILL
-        self.replacements: list[tuple[float, Worker]] = []  # (the kill, the worker started in its place)
+        self.replacements: list[
+            tuple[float, Worker]
+        ] = []  # (the kill, the worker started in its place)
         self.start_failures = 0
         self.entries: dict[str, Entry] = {}
         self.load_keys: list[str] = []
@@ -327,7 +370,10 @@ class Run:
             RECORD_ENV: str(self.records_path),
         }
         if shim:
-            settings = {"HEARTBEAT_INTERVAL": HEARTBEAT_INTERVAL, "WORKER_DEAD_AFTER": WORKER_DEAD_AFTER}
+            settings = {
+                "HEARTBEAT_INTERVAL": HEARTBEAT_INTERVAL,
+                "WORKER_DEAD_AFTER": WORKER_DEAD_AFTER,
+            }
             env[TASKQUEUE_ENV] = json.dumps(settings)
         return env
 
@@ -345,7 +391,8 @@ class Run:
                     env=self.env(shim),
                     stdout=log,
                     stderr=subprocess.STDOUT,
-                    start_new_session=True,  # its own process group, which cleaning up can kill whole
+                    # its own process group, which cleaning up can kill whole
+                    start_new_session=True,
                 )
             worker = Worker(role, slot, process, log_path, time.monotonic())
             self.workers.append(worker)
@@ -353,7 +400,16 @@ class Run:
             return worker
 
     def start_pool_worker(self, slot: int) -> Worker:
-        args = ["-Q", QUEUE, "--threads", str(self.args.threads), "-n", f"chaos-{slot}", "--interval", "0.5"]
+        args = [
+            "-Q",
+            QUEUE,
+            "--threads",
+            str(self.args.threads),
+            "-n",
+            f"chaos-{slot}",
+            "--interval",
+            "0.5",
+        ]
         return self.start_worker("pool", slot, args, shim=not self.env_hook)
 
     def save_state(self) -> None:
@@ -372,12 +428,19 @@ class Run:
                     continue
                 worker.handled = True
                 code = worker.process.returncode
-                tail = worker.log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["(no output)"]
-                print(f"  worker {worker.pid} exited on its own with {code}: {tail[0][:160]}", flush=True)
+                tail = worker.log_path.read_text(errors="replace").strip().splitlines()[-1:] or [
+                    "(no output)"
+                ]
+                print(
+                    f"  worker {worker.pid} exited on its own with {code}: {tail[0][:160]}",
+                    flush=True,
+                )
                 if worker.pid not in self.records.first_start:
                     self.start_failures += 1
                     if self.start_failures >= START_FAILURES_TO_ABORT:
-                        raise ChaosError(f"worker processes exit at start ({code}): {tail[0][:200]}")
+                        raise ChaosError(
+                            f"worker processes exit at start ({code}): {tail[0][:200]}"
+                        )
                 time.sleep(1.0)
                 self.pool[slot] = self.start_pool_worker(slot)
 
@@ -393,7 +456,8 @@ class Run:
     # -- the database --
 
     def db(self, action: Callable[[], Any], what: str, timeout: float = 90) -> Any:
-        """Run `action`, retrying through a database outage (the PostgreSQL faults, SQLite's lock)."""
+        """Run `action`, retrying through a database outage (the PostgreSQL faults, SQLite's
+        lock)."""
         from django.db import DatabaseError, connections
 
         deadline = time.monotonic() + timeout
@@ -405,7 +469,9 @@ class Run:
                     with contextlib.suppress(Exception):
                         connection.close()
                 if time.monotonic() > deadline:
-                    raise ChaosError(f"{what}: the database stayed unusable for {timeout:.0f}s: {error}") from error
+                    raise ChaosError(
+                        f"{what}: the database stayed unusable for {timeout:.0f}s: {error}"
+                    ) from error
                 time.sleep(0.3)
 
     def next_key(self, prefix: str) -> str:
@@ -414,9 +480,14 @@ class Run:
             return f"{prefix}{self.seq}"
 
     def enqueue(
-        self, items: list[tuple[str, str, dict[str, Any]]], group: str, priority: int | None = None, queue: str = QUEUE
+        self,
+        items: list[tuple[str, str, dict[str, Any]]],
+        group: str,
+        priority: int | None = None,
+        queue: str = QUEUE,
     ) -> list[str]:
-        """Enqueue (door, key, kwargs) items through their front doors in one transaction; note them."""
+        """Enqueue (door, key, kwargs) items through their front doors in one transaction; note
+        them."""
         from django.db import transaction
 
         from tests.chaos import tasks
@@ -435,13 +506,24 @@ class Run:
             with transaction.atomic():
                 if calls := by_door["queue"]:
                     cls = tasks.ChaosLongQueue if queue == LONG_QUEUE else tasks.ChaosQueue
-                    infos = cls.add_tasks([{"key": key, **kwargs} for key, kwargs in calls], priority=priority)
-                    done += [("queue", key, info.id) for (key, _), info in zip(calls, infos, strict=True)]
+                    infos = cls.add_tasks(
+                        [{"key": key, **kwargs} for key, kwargs in calls], priority=priority
+                    )
+                    done += [
+                        ("queue", key, info.id) for (key, _), info in zip(calls, infos, strict=True)
+                    ]
                 if calls := by_door["django"]:
-                    options = {"queue_name": queue} | ({"priority": priority} if priority is not None else {})
+                    options = {"queue_name": queue} | (
+                        {"priority": priority} if priority is not None else {}
+                    )
                     task = tasks.chaos_django.using(**options)
-                    results = task.get_backend().enqueue_all([(task, (), {"key": k, **kw}) for k, kw in calls])
-                    done += [("django", key, int(result.id)) for (key, _), result in zip(calls, results, strict=True)]
+                    results = task.get_backend().enqueue_all(
+                        [(task, (), {"key": k, **kw}) for k, kw in calls]
+                    )
+                    done += [
+                        ("django", key, int(result.id))
+                        for (key, _), result in zip(calls, results, strict=True)
+                    ]
                 for key, kwargs in by_door["celery"]:
                     result = tasks.chaos_celery.apply_async(
                         kwargs={"key": key, **kwargs}, queue=queue, priority=priority
@@ -464,7 +546,9 @@ class Run:
         for _ in range(count):
             door = self.rng.choice(DOORS)
             slow = self.rng.random() < self.profile.slow_share
-            kwargs = {"seconds": round(self.rng.uniform(*self.profile.slow_range), 3)} if slow else {}
+            kwargs = (
+                {"seconds": round(self.rng.uniform(*self.profile.slow_range), 3)} if slow else {}
+            )
             items.append((door, self.next_key(door[0]), kwargs))
         return items
 
@@ -497,8 +581,11 @@ class Run:
 
     # -- waiting --
 
-    def wait_for(self, condition: Callable[[], bool], timeout: float, what: str, fail: bool = True) -> bool:
-        """Poll the records until `condition()`; supervise the pool meanwhile. On timeout: raise, or False."""
+    def wait_for(
+        self, condition: Callable[[], bool], timeout: float, what: str, fail: bool = True
+    ) -> bool:
+        """Poll the records until `condition()`; supervise the pool meanwhile. On timeout: raise, or
+        False."""
         deadline = time.monotonic() + timeout
         while True:
             self.records.refresh()
@@ -522,11 +609,14 @@ class Run:
     def probe(self) -> None:
         """High-priority tasks, so that every thread of every worker has something to start."""
         count = 2 * len(self.pool) * self.args.threads
-        items = [("queue", self.next_key("probe-"), {"seconds": PROBE_SECONDS}) for _ in range(count)]
+        items = [
+            ("queue", self.next_key("probe-"), {"seconds": PROBE_SECONDS}) for _ in range(count)
+        ]
         self.enqueue(items, "probe", priority=PROBE_PRIORITY)
 
     def serving(self, since: float, timeout: float) -> tuple[bool, str]:
-        """Whether every thread of every live pool worker starts a task after `since` (within `timeout`)."""
+        """Whether every thread of every live pool worker starts a task after `since` (within
+        `timeout`)."""
         threads = self.args.threads
         seen: dict[int, set[str]] = defaultdict(set)
         missing: dict[int, int] = {}
@@ -543,7 +633,9 @@ class Run:
             return not missing
 
         ok = self.wait_for(check, timeout, "every worker thread starts a task", fail=False)
-        return ok, ", ".join(f"pid {pid}: {n} of {threads} threads started nothing" for pid, n in missing.items())
+        return ok, ", ".join(
+            f"pid {pid}: {n} of {threads} threads started nothing" for pid, n in missing.items()
+        )
 
     def health_sample(self, label: str) -> None:
         """Run taskqueue_health, and see from the records whether every worker thread serves."""
@@ -552,8 +644,13 @@ class Run:
         all_up = all(worker.alive() for worker in self.pool)
         command = [sys.executable, "manage.py", "taskqueue_health"]
         try:
-            result = subprocess.run(command, cwd=PROJECT, env=self.env(), capture_output=True, text=True, timeout=90)
-            code, says = result.returncode, (result.stdout + result.stderr).strip().splitlines()[-1:] or [""]
+            result = subprocess.run(
+                command, cwd=PROJECT, env=self.env(), capture_output=True, text=True, timeout=90
+            )
+            code, says = (
+                result.returncode,
+                (result.stdout + result.stderr).strip().splitlines()[-1:] or [""],
+            )
         except subprocess.TimeoutExpired:
             code, says = None, ["no answer within 90s"]
         serving, detail = self.serving(since, timeout=30)
@@ -567,7 +664,11 @@ class Run:
             "match": (code == 0) == reality,
         }
         self.health.append(sample)
-        print(f"  health [{label}]: exit {code} ({sample['says']}); serving: {reality} {sample['detail']}", flush=True)
+        print(
+            f"  health [{label}]: exit {code} ({sample['says']}); serving: "
+            f"{reality} {sample['detail']}",
+            flush=True,
+        )
 
     def wait_pool_serving(self, what: str, timeout: float = 60) -> None:
         since = time.monotonic()
@@ -590,7 +691,8 @@ class Run:
         refused: list[str] = []
 
         def row(key: str, column: str, raw: str, label: str, expect: str = "failed") -> bool:
-            """A ChaosQueue task whose `column` is overwritten with raw JSON text in the same transaction."""
+            """A ChaosQueue task whose `column` is overwritten with raw JSON text in the same
+            transaction."""
 
             def action() -> bool:
                 try:
@@ -601,10 +703,15 @@ class Run:
                             stored = Task.objects.values_list("payload", flat=True).get(pk=info.id)
                             text = json.dumps(stored).replace('"@POISON@"', raw)
                         with connection.cursor() as cursor:
-                            cursor.execute(f"UPDATE {table} SET {column} = %s{cast} WHERE id = %s", [text, info.id])
+                            cursor.execute(
+                                f"UPDATE {table} SET {column} = %s{cast} WHERE id = %s",
+                                [text, info.id],
+                            )
                 except DatabaseError as error:
                     message = str(error).splitlines()[0] if str(error) else type(error).__name__
-                    if any(word in message.lower() for word in ("connection", "locked", "terminat")):
+                    if any(
+                        word in message.lower() for word in ("connection", "locked", "terminat")
+                    ):
                         raise
                     refused.append(f"{label} ({message[:80]})")
                     return False
@@ -615,7 +722,12 @@ class Run:
             return self.db(action, f"poison row {label}")
 
         for i in range(2):
-            row(f"poison-bigint-{i}", "payload", "1" + "7" * 4999, "payload: an integer of 5000 digits")
+            row(
+                f"poison-bigint-{i}",
+                "payload",
+                "1" + "7" * 4999,
+                "payload: an integer of 5000 digits",
+            )
         for depth in DEPTHS:
             if not refused_by_python(depth):
                 continue
@@ -636,10 +748,19 @@ class Run:
 
         def action() -> None:
             for key, path, cron in (
-                ("poison-missing-module", "chaos_gone_after_a_deploy.tasks.vanished", TICK_SCHEDULE),
+                (
+                    "poison-missing-module",
+                    "chaos_gone_after_a_deploy.tasks.vanished",
+                    TICK_SCHEDULE,
+                ),
                 ("poison-impossible-date", TICK_PATH, "0 0 31 2 *"),
             ):
-                values = {"task_path": path, "schedule": cron, "timezone": "UTC", "queue_name": QUEUE}
+                values = {
+                    "task_path": path,
+                    "schedule": cron,
+                    "timezone": "UTC",
+                    "queue_name": QUEUE,
+                }
                 values |= {"priority": TICK_PRIORITY, "created_at": timezone.now()}
                 RecurringTask.objects.update_or_create(key=key, defaults=values)
 
@@ -660,8 +781,9 @@ class Run:
                 if not victim.alive():
                     continue  # exited on its own: supervise() restarts it
                 os.kill(victim.pid, signal.SIGKILL)
-                # Stamped once kill() returned: the victim, running on the other core, can write a record
-                # in the instant between a stamp taken before the call and the signal's delivery.
+                # Stamped once kill() returned: the victim, running on the other core, can write a
+                # record in the instant between a stamp taken before the call and the signal's
+                # delivery.
                 victim.killed_at = time.monotonic()
                 self.kills[victim.pid] = victim.killed_at
             victim.process.wait(timeout=20)
@@ -674,10 +796,15 @@ class Run:
             print(f"  storm: SIGKILL {victim.pid}, restarted as {replacement.pid}", flush=True)
 
     def sigterm_parent(self) -> None:
-        """SIGTERM (once, to the parent only) a `--processes 2` worker whose children run long tasks."""
+        """SIGTERM (once, to the parent only) a `--processes 2` worker whose children run long
+        tasks."""
         p = self.profile
         items = [
-            (DOORS[i % 3], self.next_key("long-"), {"seconds": p.long_seconds, "stoppable": i % 2 == 0})
+            (
+                DOORS[i % 3],
+                self.next_key("long-"),
+                {"seconds": p.long_seconds, "stoppable": i % 2 == 0},
+            )
             for i in range(p.long_tasks)
         ]
         keys = set(self.enqueue(items, "long", queue=LONG_QUEUE))
@@ -700,11 +827,18 @@ class Run:
         info["in_flight"] = sorted(key for key, _ in running)
         info["sigterm_at"] = time.monotonic()
         os.kill(parent.pid, signal.SIGTERM)
-        print(f"  SIGTERM to the --processes 2 parent {parent.pid}, {len(running)} long tasks running", flush=True)
+        print(
+            f"  SIGTERM to the --processes 2 parent {parent.pid}, {len(running)} long tasks "
+            "running",
+            flush=True,
+        )
         try:
             parent.process.wait(timeout=SHUTDOWN_TIMEOUT + 35)
         except subprocess.TimeoutExpired:
-            self.notes.append(f"the --processes 2 parent had not exited {SHUTDOWN_TIMEOUT + 35:.0f}s after SIGTERM")
+            self.notes.append(
+                f"the --processes 2 parent had not exited {SHUTDOWN_TIMEOUT + 35:.0f}s after "
+                "SIGTERM"
+            )
             os.killpg(parent.pid, signal.SIGKILL)
             parent.process.wait(timeout=10)
         info["exit"] = parent.process.returncode
@@ -721,8 +855,10 @@ class Run:
         def terminate() -> int:
             with connection.cursor() as cursor:
                 cursor.execute(
-                    "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+                    "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM "
+                    "pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid() AND "
+                    "backend_type = 'client backend'"
                 )
                 return cursor.fetchone()[0]
 
@@ -732,7 +868,9 @@ class Run:
             print(f"  {faults[-1]}", flush=True)
             self.sleep(self.profile.pg_gap)
         if self.cluster is None:
-            self.notes.append("pg_ctl restart not tested: the server is not one this run started or may restart")
+            self.notes.append(
+                "pg_ctl restart not tested: the server is not one this run started or may restart"
+            )
             return
         for _ in range(2):
             connection.close()
@@ -743,7 +881,8 @@ class Run:
             self.sleep(self.profile.pg_gap)
 
     def sigstop(self) -> None:
-        """SIGSTOP the worker running a long task for longer than WORKER_DEAD_AFTER, then SIGCONT it."""
+        """SIGSTOP the worker running a long task for longer than WORKER_DEAD_AFTER, then SIGCONT
+        it."""
         item = ("queue", self.next_key("sigstop-"), {"seconds": self.profile.long_seconds})
         key = self.enqueue([item], "sigstop", priority=STOP_TASK_PRIORITY)[0]
         info: dict[str, Any] = {"key": key, "pause": self.profile.stop_pause}
@@ -782,7 +921,8 @@ class Run:
             self.phases[name] = (began - self.t0, time.monotonic() - self.t0)
 
     def reporting(self, name: str, action: Callable[[], None]) -> None:
-        """Run `action`; what it raises becomes a problem of the run (a FAIL), and the run goes on."""
+        """Run `action`; what it raises becomes a problem of the run (a FAIL), and the run goes
+        on."""
         try:
             action()
         except ChaosError as error:
@@ -828,9 +968,13 @@ class Run:
 
         def storm() -> None:
             print(
-                f"  kill storm: {p.storm:.0f}s, and SIGTERM to a --processes 2 parent on a queue of its own", flush=True
+                f"  kill storm: {p.storm:.0f}s, and SIGTERM to a --processes 2 parent on a queue "
+                "of its own",
+                flush=True,
             )
-            sigterm = threading.Thread(target=self.in_thread("SIGTERM scenario", self.sigterm_parent), name="sigterm")
+            sigterm = threading.Thread(
+                target=self.in_thread("SIGTERM scenario", self.sigterm_parent), name="sigterm"
+            )
             sigterm.start()
             self.kill_storm()
             sigterm.join(timeout=max(self.deadline - time.monotonic(), 1))
@@ -850,7 +994,9 @@ class Run:
             self.step("health 3", lambda: self.health_sample("after the kill storm, all restarted"))
             if self.database == POSTGRES:
                 self.step("pg faults", self.pg_faults)
-                self.step("after pg faults", lambda: self.wait_pool_serving("after the database faults"))
+                self.step(
+                    "after pg faults", lambda: self.wait_pool_serving("after the database faults")
+                )
                 self.step("health 4", lambda: self.health_sample("after the database faults"))
             self.step("sigstop", self.sigstop)
             self.step("drain", drain)
@@ -881,7 +1027,8 @@ class Run:
         return run
 
     def drain(self) -> None:
-        """Wait until every task but the poison rows has finished (then the poison rows, a little)."""
+        """Wait until every task but the poison rows has finished (then the poison rows, a
+        little)."""
         from django.db.models import Q
 
         from taskqueue.models import UNFINISHED, Task
@@ -899,7 +1046,9 @@ class Run:
         while (left := self.db(unfinished, "drain")) and time.monotonic() < deadline:
             self.sleep(0.5)
         if left:
-            self.problems.append(f"drain: {left} tasks still unfinished after {self.profile.drain_timeout:.0f}s")
+            self.problems.append(
+                f"drain: {left} tasks still unfinished after {self.profile.drain_timeout:.0f}s"
+            )
         deadline = min(time.monotonic() + 10, self.deadline + 10)
         while self.db(poison_unfinished, "drain") and time.monotonic() < deadline:
             time.sleep(0.5)
@@ -914,7 +1063,9 @@ class Run:
             try:
                 worker.process.wait(timeout=SHUTDOWN_TIMEOUT + 20)
             except subprocess.TimeoutExpired:
-                self.problems.append(f"worker {worker.pid} had not exited {SHUTDOWN_TIMEOUT + 20:.0f}s after SIGTERM")
+                self.problems.append(
+                    f"worker {worker.pid} had not exited {SHUTDOWN_TIMEOUT + 20:.0f}s after SIGTERM"
+                )
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(worker.pid, signal.SIGKILL)
                 worker.process.wait(timeout=10)
@@ -929,11 +1080,12 @@ def refused_by_python(depth: int) -> bool:
     return False
 
 
-# --- Judging ---------------------------------------------------------------------------------------
+# --- Judging -------------------------------------------------------------------------------------
 
 
 class Judge:
-    """The invariants and figures of a finished run, from its records, its own log and the worker logs."""
+    """The invariants and figures of a finished run, from its records, its own log and the worker
+    logs."""
 
     def __init__(self, run: Run) -> None:
         self.run = run
@@ -946,7 +1098,8 @@ class Judge:
         self.thread_starts: dict[tuple[int, str], list[float]] | None = None
 
     def final_rows(self) -> dict[int, dict[str, Any]]:
-        """How each task ended, from the table (and the ticks' tasks, which the schedule enqueued)."""
+        """How each task ended, from the table (and the ticks' tasks, which the schedule
+        enqueued)."""
         from taskqueue.models import Task
 
         run = self.run
@@ -956,15 +1109,23 @@ class Judge:
             rows: dict[int, dict[str, Any]] = {}
             ids = [entry.task_id for entry in run.entries.values()]
             for at in range(0, len(ids), 500):
-                rows |= {row["id"]: row for row in Task.objects.filter(pk__in=ids[at : at + 500]).values(*fields)}
-            rows |= {row["id"]: row for row in Task.objects.filter(task_path=TICK_PATH).values(*fields)}
+                rows |= {
+                    row["id"]: row
+                    for row in Task.objects.filter(pk__in=ids[at : at + 500]).values(*fields)
+                }
+            rows |= {
+                row["id"]: row for row in Task.objects.filter(task_path=TICK_PATH).values(*fields)
+            }
             return rows
 
         rows = run.db(action, "final states")
-        late = run.scenario.get("load_end_wall", time.time()) - 3  # ticks enqueued as the workers stopped
+        # ticks enqueued as the workers stopped
+        late = run.scenario.get("load_end_wall", time.time()) - 3
         for row in rows.values():
             if row["task_path"] == TICK_PATH and row["enqueued_at"].timestamp() < late:
-                run.entries.setdefault(f"tick-{row['id']}", Entry("queue", row["id"], "tick", "succeeded"))
+                run.entries.setdefault(
+                    f"tick-{row['id']}", Entry("queue", row["id"], "tick", "succeeded")
+                )
         return rows
 
     def runs_by_key(self) -> dict[str, list[TaskRun]]:
@@ -1001,7 +1162,9 @@ class Judge:
         if run.database == POSTGRES:
             self.check_pg_faults()
         if run.problems:
-            self.checks.append(Check("every scenario ran to its end", False, "; ".join(run.problems)))
+            self.checks.append(
+                Check("every scenario ran to its end", False, "; ".join(run.problems))
+            )
         self.add_figures()
         return {
             "database": run.database,
@@ -1019,7 +1182,11 @@ class Judge:
     def reason(self, key: str) -> str:
         row = self.rows.get(self.run.entries[key].task_id) or {}
         errors = row.get("errors")
-        last = errors[-1] if isinstance(errors, list) and errors and isinstance(errors[-1], dict) else {}
+        last = (
+            errors[-1]
+            if isinstance(errors, list) and errors and isinstance(errors[-1], dict)
+            else {}
+        )
         return f"{last.get('exc_class', '')}: {str(last.get('message', ''))[:100]}".strip(": ")
 
     def check_states(self) -> None:
@@ -1029,25 +1196,38 @@ class Judge:
             status, reason = self.status(key), self.reason(key)
             if entry.group == "poison":
                 poison.append(f"{entry.label}: {status}" + (f" ({reason})" if reason else ""))
-                # A row that cannot run fails with its reason; one that can (a broken error history) succeeds.
+                # A row that cannot run fails with its reason; one that can (a broken error history)
+                # succeeds.
                 if status != entry.expect or (entry.expect == "failed" and not reason):
-                    wrong.append(f"{key} ({entry.label}) ended {status}" + ("" if reason else ", no reason recorded"))
+                    wrong.append(
+                        f"{key} ({entry.label}) ended {status}"
+                        + ("" if reason else ", no reason recorded")
+                    )
             elif status != entry.expect:
-                wrong.append(f"{key} ({entry.door}) ended {status}" + (f" ({reason})" if reason else ""))
+                wrong.append(
+                    f"{key} ({entry.door}) ended {status}" + (f" ({reason})" if reason else "")
+                )
             elif not any(one.how == "END" for one in self.runs.get(key, [])):
                 unrecorded.append(key)
         groups = Counter(entry.group for entry in entries.values())
         bad_poison = sum(key.startswith("poison-") for key in wrong)
         normal = len(entries) - groups["poison"]
         detail = (
-            f"{normal - (len(wrong) - bad_poison)} of {normal} tasks succeeded; {groups['poison'] - bad_poison} of "
-            f"{groups['poison']} poison rows ended as expected (failed with a reason, or run despite a broken "
+            f"{normal - (len(wrong) - bad_poison)} of {normal} tasks "
+            f"succeeded; {groups['poison'] - bad_poison} of "
+            f"{groups['poison']} poison rows ended as expected (failed with a reason, or run "
+            "despite a broken "
             "error history)"
         )
         if unrecorded:
-            detail += f"; {len(unrecorded)} succeeded without a completed run in the records{examples(unrecorded)}"
+            detail += (
+                f"; {len(unrecorded)} succeeded without a completed run in the "
+                f"records{examples(unrecorded)}"
+            )
         detail += examples(wrong, 6)
-        self.checks.append(Check("every task ended in its expected state", not wrong and not unrecorded, detail))
+        self.checks.append(
+            Check("every task ended in its expected state", not wrong and not unrecorded, detail)
+        )
         self.figures.append(("poison rows", "; ".join(poison) or "none"))
 
     def check_runs(self) -> None:
@@ -1063,29 +1243,46 @@ class Judge:
                 killed = kills.get(one.pid)
                 if killed is not None and 0 <= killed - one.end <= self.bound:
                     repeats += 1
-                    allowed.append(f"{key}: END {killed - one.end:.3f}s before the SIGKILL of {one.pid}")
+                    allowed.append(
+                        f"{key}: END {killed - one.end:.3f}s before the SIGKILL of {one.pid}"
+                    )
                 elif killed is not None and killed > one.end:
-                    last = "" if self.started_in_thread(one.pid, one.thread, one.end, killed) else ", its thread's last"
-                    again.append(f"{key} ({self.door(key)}: END {killed - one.end:.2f}s before its SIGKILL{last})")
+                    last = (
+                        ""
+                        if self.started_in_thread(one.pid, one.thread, one.end, killed)
+                        else ", its thread's last"
+                    )
+                    again.append(
+                        f"{key} ({self.door(key)}: END {killed - one.end:.2f}s before its "
+                        f"SIGKILL{last})"
+                    )
                 else:
-                    again.append(f"{key} ({self.door(key)}: END in pid {one.pid}, which was not SIGKILLed after it)")
+                    again.append(
+                        f"{key} ({self.door(key)}: END in pid {one.pid}, which was not SIGKILLed "
+                        "after it)"
+                    )
             if len(runs) - 1 > interrupted + repeats:
-                unexplained.append(f"{key} ({self.door(key)}, {len(runs)} runs, {interrupted} interrupted)")
+                unexplained.append(
+                    f"{key} ({self.door(key)}, {len(runs)} runs, {interrupted} interrupted)"
+                )
         self.allowed_repeats = allowed
         self.checks.append(
             Check(
-                "a task ran more than once only if a run of it was interrupted (SIGKILL, or stopped on request)",
+                "a task ran more than once only if a run of it was interrupted (SIGKILL, or "
+                "stopped on request)",
                 not unexplained,
-                f"{len(unexplained)} tasks ran again with no interrupted run to explain it{examples(unexplained)}",
+                f"{len(unexplained)} tasks ran again with no interrupted run to explain "
+                f"it{examples(unexplained)}",
             )
         )
         self.checks.append(
             Check(
-                f"no completed run was followed by another start, but for an END <= {self.bound:g}s before a "
+                "no completed run was followed by another start, but for an END <= "
+                f"{self.bound:g}s before a "
                 "SIGKILL of its process",
                 not again,
-                f"{len(again)} completed runs ran again; {len(allowed)} repeats allowed within the bound"
-                + examples(again),
+                f"{len(again)} completed runs ran again; {len(allowed)} repeats allowed within "
+                "the bound" + examples(again),
             )
         )
         self.checks.append(
@@ -1110,12 +1307,13 @@ class Judge:
         return entry.door if entry else "?"
 
     def check_attempts(self) -> None:
-        """Attempt numbers the queue classes and django.tasks report, against the runs the records show.
+        """Attempt numbers the queue classes and django.tasks report, against the runs the records
+        show.
 
         A run's start is committed just before its task's first line runs: a SIGKILL between the two
-        charges an attempt the records do not show. That is allowed once per thread of a killed process
-        (the attempt's abandoned error names its worker process); anything else is a charge for a run
-        never had, or (too low a number) a crash not counted."""
+        charges an attempt the records do not show. That is allowed once per thread of a killed
+        process (the attempt's abandoned error names its worker process); anything else is a charge
+        for a run never had, or (too low a number) a crash not counted."""
         pids = self.process_pids()
         charged, window, uncounted = [], Counter(), []
         for key, runs in self.runs.items():
@@ -1130,37 +1328,52 @@ class Judge:
                         if pid is not None and pid in self.run.kills:
                             window[pid] += 1
                         else:
-                            charged.append(f"{key} attempt {missing} (before run {index + 1}), worker pid {pid}")
-                    counted = max(counted, attempt) if one.how != "STOP" else max(counted, attempt - 1)
+                            charged.append(
+                                f"{key} attempt {missing} (before run {index + 1}), worker "
+                                f"pid {pid}"
+                            )
+                    counted = (
+                        max(counted, attempt) if one.how != "STOP" else max(counted, attempt - 1)
+                    )
                 elif one.how != "STOP":
                     counted += 1
         excess = [f"{n} in pid {pid}" for pid, n in window.items() if n > self.threads]
         self.checks.append(
             Check(
-                "attempts match runs: none charged for a run that never started, every crash counted",
+                "attempts match runs: none charged for a run that never started, every crash "
+                "counted",
                 not charged and not uncounted and not excess,
                 f"{len(charged)} charged for no run, {len(uncounted)} after an uncounted crash, "
-                f"{sum(window.values())} charged for a start committed just before a SIGKILL (allowed: at most "
+                f"{sum(window.values())} charged for a start committed just before a SIGKILL "
+                "(allowed: at most "
                 f"{self.threads} per killed process)" + examples(charged + uncounted + excess),
             )
         )
 
     def abandoned_by(self, key: str, attempt: int, pids: dict[int, int]) -> int | None:
-        """The pid of the worker process whose death abandoned `attempt` of the task, from its errors."""
+        """The pid of the worker process whose death abandoned `attempt` of the task, from its
+        errors."""
         row = self.rows.get(self.run.entries[key].task_id) if key in self.run.entries else None
         errors = row.get("errors") if row else None
         for error in errors if isinstance(errors, list) else []:
-            if isinstance(error, dict) and error.get("abandoned") and error.get("attempt") == attempt:
+            if (
+                isinstance(error, dict)
+                and error.get("abandoned")
+                and error.get("attempt") == attempt
+            ):
                 with contextlib.suppress(TypeError, ValueError):
                     return pids.get(int(error.get("worker")))
         return None
 
     def process_pids(self) -> dict[int, int]:
-        """Worker process row id -> pid, from the workers' "worker process started id=N" log lines."""
+        """Worker process row id -> pid, from the workers' "worker process started id=N" log
+        lines."""
         pids = {}
         for worker in self.run.workers:
             for line in read_lines(worker.log_path):
-                if (header := LOG_HEADER.match(line)) and (registered := REGISTERED.search(header["msg"])):
+                if (header := LOG_HEADER.match(line)) and (
+                    registered := REGISTERED.search(header["msg"])
+                ):
                     pids[int(registered[1])] = int(header["pid"])
         return pids
 
@@ -1181,20 +1394,27 @@ class Judge:
 
     def check_logs(self) -> None:
         deaths, unexpected = scan_logs([worker.log_path for worker in self.run.workers])
-        silent = [sample for sample in self.run.health if not sample["serving"] and "down" not in sample["detail"]]
+        silent = [
+            sample
+            for sample in self.run.health
+            if not sample["serving"] and "down" not in sample["detail"]
+        ]
         silent_after = self.run.scenario.get("not_serving", [])
         self.checks.append(
             Check(
-                "no worker thread died (no death in the logs; every thread of every worker kept starting tasks)",
+                "no worker thread died (no death in the logs; every thread of every worker kept "
+                "starting tasks)",
                 not deaths and not silent and not silent_after,
                 f"{len(deaths)} thread deaths in the logs{examples(deaths, 2)}; "
-                f"{len(self.run.health) - len(silent)} of {len(self.run.health)} samples saw every thread start tasks"
+                f"{len(self.run.health) - len(silent)} of {len(self.run.health)} samples saw "
+                "every thread start tasks"
                 + examples([f"[{s['label']}] {s['detail']}" for s in silent] + silent_after),
             )
         )
         self.checks.append(
             Check(
-                "no unexpected traceback in the worker logs (the poison schedules' own errors aside)",
+                "no unexpected traceback in the worker logs (the poison schedules' own errors "
+                "aside)",
                 not unexpected,
                 f"{sum(unexpected.values())} tracebacks"
                 + examples([f"{n}x {what}" for what, n in unexpected.most_common(4)]),
@@ -1210,7 +1430,8 @@ class Judge:
         ]
         self.checks.append(
             Check(
-                "taskqueue_health told the truth when sampled (exit 0 exactly when every worker was up and serving)",
+                "taskqueue_health told the truth when sampled (exit 0 exactly when every worker "
+                "was up and serving)",
                 bool(samples) and all(s["match"] for s in samples),
                 "; ".join(cells) or "never sampled",
             )
@@ -1222,30 +1443,45 @@ class Judge:
         run = self.run
         poison_at = run.scenario.get("poison_at")
         end = run.scenario.get("load_end", time.monotonic())
-        ticks = sorted(e.mono for e in run.records.events if e.kind == "TICK" and poison_at and e.mono >= poison_at)
+        ticks = sorted(
+            e.mono
+            for e in run.records.events
+            if e.kind == "TICK" and poison_at and e.mono >= poison_at
+        )
         starts = [poison_at, *ticks] if poison_at else []
         gaps = [b - a for a, b in zip(starts, [*ticks, end], strict=False)]
-        query = RecurringTask.objects.filter(key__startswith="poison-").values_list("key", "last_error")
+        query = RecurringTask.objects.filter(key__startswith="poison-").values_list(
+            "key", "last_error"
+        )
         errors = dict(run.db(lambda: list(query), "schedules"))
         longest = max(gaps) if gaps else None
-        # A tick claimed by the SIGSTOPped worker waits for it (it is alive: nothing takes its tasks).
+        # A tick claimed by the SIGSTOPped worker waits for it (it is alive: nothing takes its
+        # tasks).
         allowed = run.profile.stop_pause + 8
         stop = run.scenario.get("sigstop", {})
         if longest is not None and longest > 6 and stop.get("stopped_at"):
             at = starts[gaps.index(longest)]
             if stop["stopped_at"] - 3 <= at <= stop.get("continued_at", end):
                 run.notes.append(
-                    f"no tick ran for {longest:.1f}s while a worker was SIGSTOPped (a scheduler stopped inside its "
-                    "tick's transaction holds the schedule's row, and every other scheduler waits for it)"
+                    f"no tick ran for {longest:.1f}s while a worker was SIGSTOPped (a scheduler "
+                    "stopped inside its "
+                    "tick's transaction holds the schedule's row, and every other scheduler "
+                    "waits for it)"
                 )
-        ok = len(errors) == 2 and all(errors.values()) and longest is not None and longest <= allowed
+        ok = (
+            len(errors) == 2 and all(errors.values()) and longest is not None and longest <= allowed
+        )
         self.checks.append(
             Check(
-                "poison schedules failed alone, each with its error; the good schedule kept ticking",
+                "poison schedules failed alone, each with its error; the good schedule kept "
+                "ticking",
                 ok,
                 f"{len(ticks)} ticks since the poison schedules went in, longest gap "
                 f"{'-' if longest is None else f'{longest:.1f}s'} ({allowed:.0f}s allowed); "
-                + "; ".join(f"{key}: {(error or 'NO ERROR RECORDED')[:90]}" for key, error in sorted(errors.items())),
+                + "; ".join(
+                    f"{key}: {(error or 'NO ERROR RECORDED')[:90]}"
+                    for key, error in sorted(errors.items())
+                ),
             )
         )
 
@@ -1253,14 +1489,23 @@ class Judge:
         info = self.run.scenario.get("sigstop", {})
         key = info.get("key")
         runs = self.runs.get(key, []) if key else []
-        ok = "stopped_at" in info and len(runs) == 1 and runs[0].how == "END" and self.status(key) == "succeeded"
+        ok = (
+            "stopped_at" in info
+            and len(runs) == 1
+            and runs[0].how == "END"
+            and self.status(key) == "succeeded"
+        )
         how = "".join(f"; run in pid {one.pid}: {one.how}" for one in runs)
         self.checks.append(
             Check(
                 f"SIGSTOP of a worker for {self.run.profile.stop_pause:.0f}s "
                 f"(WORKER_DEAD_AFTER {WORKER_DEAD_AFTER:g}s), then SIGCONT: its task ran once",
                 ok,
-                (f"{key}: {len(runs)} runs{how}; ended {self.status(key)}" if key in self.run.entries else "not run")
+                (
+                    f"{key}: {len(runs)} runs{how}; ended {self.status(key)}"
+                    if key in self.run.entries
+                    else "not run"
+                )
                 + ("" if "stopped_at" in info else "; the worker was never stopped"),
             )
         )
@@ -1273,24 +1518,33 @@ class Judge:
             before = [one for one in self.runs.get(key, []) if one.start <= info["sigterm_at"]]
             ended.append(before[-1].how if before else "none")
         failed = [key for key in longs if self.status(key) != "succeeded"]
-        ok = info.get("exit") == 0 and bool(ended) and all(how in ("END", "STOP") for how in ended) and not failed
+        ok = (
+            info.get("exit") == 0
+            and bool(ended)
+            and all(how in ("END", "STOP") for how in ended)
+            and not failed
+        )
         self.checks.append(
             Check(
                 "SIGTERM to a `taskqueue_worker --processes 2` parent during long tasks: graceful "
                 "(exit 0, none failed, none lost)",
                 ok,
-                f"parent exited {info.get('exit')} after {info.get('seconds_to_exit')}s; the runs in flight ended "
-                f"{dict(Counter(ended))}; {len(longs) - len(failed)} of {len(longs)} long tasks succeeded"
-                + examples([f"{key} ended {self.status(key)}" for key in failed]),
+                f"parent exited {info.get('exit')} after {info.get('seconds_to_exit')}s; the "
+                "runs in flight ended "
+                f"{dict(Counter(ended))}; {len(longs) - len(failed)} of {len(longs)} long tasks "
+                "succeeded" + examples([f"{key} ended {self.status(key)}" for key in failed]),
             )
         )
 
     def check_pg_faults(self) -> None:
         faults = self.run.scenario.get("pg_faults", [])
-        silent = [item for item in self.run.scenario.get("not_serving", []) if "database faults" in item]
+        silent = [
+            item for item in self.run.scenario.get("not_serving", []) if "database faults" in item
+        ]
         self.checks.append(
             Check(
-                "workers carried on through pg_terminate_backend x2 and pg_ctl restart x2 (all serving after)",
+                "workers carried on through pg_terminate_backend x2 and pg_ctl restart x2 (all "
+                "serving after)",
                 len(faults) == 4 and not silent,
                 "; ".join(faults + silent) or "not run",
             )
@@ -1312,23 +1566,33 @@ class Judge:
         for runs in self.runs.values():
             for index, one in enumerate(runs):
                 if one.how == "KILLED":
-                    later = [other.start for other in runs[index + 1 :] if other.start >= run.kills[one.pid]]
+                    later = [
+                        other.start
+                        for other in runs[index + 1 :]
+                        if other.start >= run.kills[one.pid]
+                    ]
                     if later:
                         again.append(min(later) - run.kills[one.pid])
                     else:
                         never += 1
         before, during = self.throughput("baseline"), self.throughput("storm")
-        dip = f", a dip of {100 * (1 - during / before):.0f}%" if before and during is not None else ""
+        dip = (
+            f", a dip of {100 * (1 - during / before):.0f}%"
+            if before and during is not None
+            else ""
+        )
         self.figures[:0] = [
             (
                 "tasks",
-                f"{groups['load']} load ({', '.join(f'{door} {n}' for door, n in sorted(doors.items()))}), "
+                f"{groups['load']} load "
+                f"({', '.join(f'{door} {n}' for door, n in sorted(doors.items()))}), "
                 f"{groups['probe']} probes, {groups['long']} long, {groups['sigstop']} SIGSTOP, "
                 f"{groups['tick']} ticks, {groups['poison']} poison rows",
             ),
             (
                 "runs",
-                f"{len(every)} started: {hows['END']} ended, {hows['KILLED']} interrupted by SIGKILL, "
+                f"{len(every)} started: {hows['END']} ended, {hows['KILLED']} interrupted by "
+                "SIGKILL, "
                 f"{hows['STOP']} stopped on request, {hows['LOST']} vanished",
             ),
             (
@@ -1336,19 +1600,35 @@ class Judge:
                 f"{extra}; repeats of a completed run allowed within {self.bound:g}s: "
                 f"{len(self.allowed_repeats)}{examples(self.allowed_repeats, 2)}",
             ),
-            ("SIGKILLs", f"{len(run.kills)} in {self.phase_seconds('storm'):.0f}s, each worker restarted"),
+            (
+                "SIGKILLs",
+                f"{len(run.kills)} in {self.phase_seconds('storm'):.0f}s, each worker restarted",
+            ),
             ("kill to restarted worker serving", spread(restart)),
-            ("kill to interrupted task started again", spread(again) + (f"; never again: {never}" if never else "")),
-            ("throughput (tasks/s)", f"before the storm {before or 0:.0f}, during it {during or 0:.0f}{dip}"),
+            (
+                "kill to interrupted task started again",
+                spread(again) + (f"; never again: {never}" if never else ""),
+            ),
+            (
+                "throughput (tasks/s)",
+                f"before the storm {before or 0:.0f}, during it {during or 0:.0f}{dip}",
+            ),
         ]
         if "pg faults" in run.phases:
             self.figures.insert(
-                7, ("throughput during the database faults", f"{self.throughput('pg faults') or 0:.0f}")
+                7,
+                (
+                    "throughput during the database faults",
+                    f"{self.throughput('pg faults') or 0:.0f}",
+                ),
             )
         sigterm = run.scenario.get("sigterm", {})
         if sigterm:
             self.figures.append(
-                ("SIGTERM to --processes 2", f"exit {sigterm.get('exit')} after {sigterm.get('seconds_to_exit')}s")
+                (
+                    "SIGTERM to --processes 2",
+                    f"exit {sigterm.get('exit')} after {sigterm.get('seconds_to_exit')}s",
+                )
             )
         phases = ", ".join(f"{name} {a:.0f}-{b:.0f}" for name, (a, b) in run.phases.items())
         self.figures.append(("phases (s from the start)", phases))
@@ -1373,7 +1653,8 @@ def read_lines(path: Path) -> list[str]:
 
 
 def scan_logs(paths: list[Path]) -> tuple[list[str], Counter[str]]:
-    """Thread deaths, and tracebacks other than the poison schedules' own errors, in the worker logs.
+    """Thread deaths, and tracebacks other than the poison schedules' own errors, in the worker
+    logs.
 
     A traceback belongs to the log record before it, or to the "Exception in thread" line Python
     prints for an exception that ended a thread."""
@@ -1400,17 +1681,22 @@ def note_traceback(context: str, trace: list[str], unexpected: Counter[str]) -> 
     if not trace or ("taskqueue.recurring" in context and "poison-" in context):
         return  # none, or a poison schedule's own error (logged once, with its traceback)
     header = LOG_HEADER.match(context)
-    last = next((line.strip() for line in reversed(trace) if line.strip() and not line.startswith(" ")), "?")
+    last = next(
+        (line.strip() for line in reversed(trace) if line.strip() and not line.startswith(" ")), "?"
+    )
     unexpected[f"{(header['msg'] if header else context)[:70]} -> {last[:90]}"] += 1
 
 
-# --- Output ------------------------------------------------------------------------------------------
+# --- Output --------------------------------------------------------------------------------------
 
 
 def print_result(result: dict[str, Any], label: str) -> bool:
     checks = result.get("checks", [])
     ok = bool(checks) and all(check["ok"] for check in checks) and not result.get("error")
-    title = f"Chaos {result.get('profile', '')} on {label}: {'PASS' if ok else 'FAIL'} ({result.get('seconds', '?')}s)"
+    title = (
+        f"Chaos {result.get('profile', '')} on {label}: {'PASS' if ok else 'FAIL'} "
+        f"({result.get('seconds', '?')}s)"
+    )
     print(f"\n===== {title} =====")
     width = max([len(check["name"]) for check in checks] + [20])
     print(f"{'Invariant':<{width}}  Result")
@@ -1428,14 +1714,15 @@ def print_result(result: dict[str, Any], label: str) -> bool:
     return ok
 
 
-# --- The processes of this script ------------------------------------------------------------------------
+# --- The processes of this script ----------------------------------------------------------------
 
 
 def run_worker(args: list[str]) -> None:
-    """`manage.py taskqueue_worker ARGS`, with the TASKQUEUE settings of $CHAOS_TASKQUEUE applied first,
-    for a config/settings.py that reads no TASKQUEUE_* variables: they are set in the settings module
-    before Django reads it. (Children of a `--processes` parent would run plain `manage.py
-    taskqueue_worker`, see sys.argv below, without them: the pool uses no --processes.)"""
+    """`manage.py taskqueue_worker ARGS`, with the TASKQUEUE settings of $CHAOS_TASKQUEUE applied
+    first, for a config/settings.py that reads no TASKQUEUE_* variables: they are set in the
+    settings module before Django reads it. (Children of a `--processes` parent would run plain
+    `manage.py taskqueue_worker`, see sys.argv below, without them: the pool uses no
+    --processes.)"""
     os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
     import config.settings as site
 
@@ -1446,7 +1733,9 @@ def run_worker(args: list[str]) -> None:
     execute_from_command_line(sys.argv)
 
 
-def prepare_database(database: str, workdir: Path) -> tuple[str, Cluster | None, Callable[[], None]]:
+def prepare_database(
+    database: str, workdir: Path
+) -> tuple[str, Cluster | None, Callable[[], None]]:
     """The database URL, the cluster the run may restart, and how to clean up."""
     if database == SQLITE:
         return f"sqlite:///{workdir / 'chaos.sqlite3'}", None, lambda: None
@@ -1457,7 +1746,17 @@ def prepare_database(database: str, workdir: Path) -> tuple[str, Cluster | None,
 
         def drop() -> None:
             with contextlib.suppress(Exception):
-                attached._run("dropdb", "-h", "127.0.0.1", "-p", str(attached.port), "-U", "postgres", "--force", name)
+                attached._run(
+                    "dropdb",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(attached.port),
+                    "-U",
+                    "postgres",
+                    "--force",
+                    name,
+                )
 
         return f"postgres://postgres@127.0.0.1:{attached.port}/{name}", attached, drop
     cluster = Cluster.create()
@@ -1488,7 +1787,11 @@ def run_one(args: argparse.Namespace) -> int:
     def watchdog() -> None:
         if done.wait(profile.budget):
             return
-        print(f"\nHARD TIMEOUT: the {LABELS[args.one]} run passed its {profile.budget:.0f}s; ending it", flush=True)
+        print(
+            f"\nHARD TIMEOUT: the {LABELS[args.one]} run passed its {profile.budget:.0f}s; "
+            "ending it",
+            flush=True,
+        )
         with contextlib.suppress(Exception):
             if run is not None:
                 run.kill_everything()
@@ -1516,14 +1819,23 @@ def run_one(args: argparse.Namespace) -> int:
         from django.conf import settings
 
         django.setup()
-        env_hook = (getattr(settings, "TASKQUEUE", None) or {}).get("WORKER_DEAD_AFTER") == WORKER_DEAD_AFTER
+        env_hook = (getattr(settings, "TASKQUEUE", None) or {}).get(
+            "WORKER_DEAD_AFTER"
+        ) == WORKER_DEAD_AFTER
         run = Run(args, workdir, url, cluster, env_hook)
         if not env_hook:
-            run.notes.append("config/settings.py reads no TASKQUEUE_* variables: the pool ran through --run-worker")
+            run.notes.append(
+                "config/settings.py reads no TASKQUEUE_* variables: the pool ran through "
+                "--run-worker"
+            )
         result = run.execute()
     except (Exception, Interrupted) as error:
         traceback.print_exc()
-        result |= {"error": f"{type(error).__name__}: {error}", "checks": [], "notes": run.notes if run else []}
+        result |= {
+            "error": f"{type(error).__name__}: {error}",
+            "checks": [],
+            "notes": run.notes if run else [],
+        }
     finally:
         done.set()
         if run is not None:
@@ -1543,16 +1855,40 @@ def run_database(database: str, args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix=f"taskqueue-chaos-{database}-"))
     os.chmod(workdir, 0o755)
     result_path = workdir / "result.json"
-    command = [sys.executable, "-m", MODULE, "--one", database, "--workdir", str(workdir), "--result", str(result_path)]
-    command += ["--processes", str(args.processes), "--threads", str(args.threads), "--seed", str(args.seed)]
-    command += ["--durability-bound", str(durability_bound(args, database)), *(["--quick"] if args.quick else [])]
+    command = [
+        sys.executable,
+        "-m",
+        MODULE,
+        "--one",
+        database,
+        "--workdir",
+        str(workdir),
+        "--result",
+        str(result_path),
+    ]
+    command += [
+        "--processes",
+        str(args.processes),
+        "--threads",
+        str(args.threads),
+        "--seed",
+        str(args.seed),
+    ]
+    command += [
+        "--durability-bound",
+        str(durability_bound(args, database)),
+        *(["--quick"] if args.quick else []),
+    ]
     print(
-        f"\n===== Chaos {profile.name} run on {LABELS[database]}: {args.processes} worker processes x {args.threads} "
+        f"\n===== Chaos {profile.name} run on {LABELS[database]}: {args.processes} worker "
+        f"processes x {args.threads} "
         f"threads, seed {args.seed}, in {workdir} =====",
         flush=True,
     )
     env = {key: value for key, value in os.environ.items() if key in INHERITED or key in PG_ENV}
-    child = subprocess.Popen(command, cwd=PROJECT, env=env | {"PYTHONUNBUFFERED": "1"}, start_new_session=True)
+    child = subprocess.Popen(
+        command, cwd=PROJECT, env=env | {"PYTHONUNBUFFERED": "1"}, start_new_session=True
+    )
     try:
         child.wait(timeout=profile.budget + 90)
     except (subprocess.TimeoutExpired, KeyboardInterrupt) as error:
@@ -1570,13 +1906,20 @@ def run_database(database: str, args: argparse.Namespace) -> dict[str, Any]:
     try:
         result = json.loads(result_path.read_text())
     except (OSError, ValueError):
-        result = {"database": database, "error": f"the run ended (exit {child.returncode}) with no result"}
+        result = {
+            "database": database,
+            "error": f"the run ended (exit {child.returncode}) with no result",
+        }
     result["workdir"] = str(workdir)
     return result
 
 
 def durability_bound(args: argparse.Namespace, database: str) -> float:
-    return DURABILITY_BOUNDS[database] if args.durability_bound is None else float(args.durability_bound)
+    return (
+        DURABILITY_BOUNDS[database]
+        if args.durability_bound is None
+        else float(args.durability_bound)
+    )
 
 
 def end_leftovers(workdir: Path) -> None:
@@ -1588,21 +1931,34 @@ def end_leftovers(workdir: Path) -> None:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m scripts.chaos", description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="the short form (about 60-90 s per database)")
+    parser = argparse.ArgumentParser(
+        prog="python -m scripts.chaos", description=(__doc__ or "").split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="the short form (about 60-90 s per database)"
+    )
     parser.add_argument("--database", choices=[SQLITE, POSTGRES, "both"], default="both")
-    parser.add_argument("--processes", type=int, default=4, help="worker processes in the pool (default 4)")
-    parser.add_argument("--threads", type=int, default=2, help="threads per worker process (default 2)")
+    parser.add_argument(
+        "--processes", type=int, default=4, help="worker processes in the pool (default 4)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=2, help="threads per worker process (default 2)"
+    )
     parser.add_argument(
         "--durability-bound",
         type=float,
         help=(
             "seconds before a SIGKILL within which a completed run may run again (default: "
-            f"{DURABILITY_BOUNDS[POSTGRES]:g} on PostgreSQL, {DURABILITY_BOUNDS[SQLITE]:g} on SQLite)"
+            f"{DURABILITY_BOUNDS[POSTGRES]:g} on PostgreSQL, {DURABILITY_BOUNDS[SQLITE]:g} on "
+            "SQLite)"
         ),
     )
-    parser.add_argument("--seed", type=int, help="seed of the random choices (default: a random one, printed)")
-    parser.add_argument("--keep", action="store_true", help="keep the records and logs of passing runs too")
+    parser.add_argument(
+        "--seed", type=int, help="seed of the random choices (default: a random one, printed)"
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the records and logs of passing runs too"
+    )
     parser.add_argument("--one", choices=[SQLITE, POSTGRES], help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
@@ -1623,7 +1979,10 @@ def main(argv: list[str]) -> int:
         return run_one(args)
     databases = [SQLITE, POSTGRES] if args.database == "both" else [args.database]
     if POSTGRES in databases and Cluster.attached() is None and not binaries_available():
-        print(f"NOTE: no PostgreSQL binaries in {DEFAULT_BIN_DIR}: the PostgreSQL run is skipped.", file=sys.stderr)
+        print(
+            f"NOTE: no PostgreSQL binaries in {DEFAULT_BIN_DIR}: the PostgreSQL run is skipped.",
+            file=sys.stderr,
+        )
         databases.remove(POSTGRES)
     began = time.monotonic()
     verdicts = {}

@@ -1,9 +1,9 @@
 """A throwaway PostgreSQL cluster for the test suite and the benchmark.
 
-Starts `postgres` from the Debian binaries on 127.0.0.1 and a free port, with its data in a temporary
-directory, and removes everything on stop. Run as root, the server runs as the `postgres` user (it
-refuses to run as root). Tests that restart the database attach to the running cluster through the
-environment variables that `Cluster.export()` sets.
+Starts `postgres` from the Debian binaries on 127.0.0.1 and a free port, with its data in a
+temporary directory, and removes everything on stop. Run as root, the server runs as the `postgres`
+user (it refuses to run as root). Tests that restart the database attach to the running cluster
+through the environment variables that `Cluster.export()` sets.
 """
 
 from __future__ import annotations
@@ -51,13 +51,17 @@ class Cluster:
     def create(cls, bin_dir: Path = DEFAULT_BIN_DIR, fast: bool = True) -> Cluster:
         """Initialise a new cluster in a temporary directory (not started yet)."""
         if not binaries_available(bin_dir):
-            raise ClusterError(f"No PostgreSQL binaries in {bin_dir} (apt-get install postgresql-15).")
+            raise ClusterError(
+                f"No PostgreSQL binaries in {bin_dir} (apt-get install postgresql-15)."
+            )
         root = Path(tempfile.mkdtemp(prefix="taskqueue-pg-"))
         cluster = cls(bin_dir=bin_dir, data_dir=root / "data", port=free_port(), fast=fast)
         if os.geteuid() == 0:
             user = pwd.getpwnam("postgres")
             os.chown(root, user.pw_uid, user.pw_gid)
-        cluster._run("initdb", "-D", str(cluster.data_dir), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        cluster._run(
+            "initdb", "-D", str(cluster.data_dir), "-U", "postgres", "--auth=trust", "-E", "UTF8"
+        )
         return cluster
 
     @classmethod
@@ -135,7 +139,9 @@ class Cluster:
                     return
             except OSError:
                 time.sleep(0.1)
-        raise ClusterError(f"PostgreSQL did not accept connections on port {self.port} within {timeout}s.")
+        raise ClusterError(
+            f"PostgreSQL did not accept connections on port {self.port} within {timeout}s."
+        )
 
     def _run(self, program: str, *args: str) -> None:
         command = [str(self.bin_dir / program), *args]
@@ -144,5 +150,6 @@ class Cluster:
         result = subprocess.run(command, capture_output=True, text=True, timeout=120)
         if result.returncode != 0:
             raise ClusterError(
-                f"{program} failed ({result.returncode}): {result.stderr.strip() or result.stdout.strip()}"
+                f"{program} failed "
+                f"({result.returncode}): {result.stderr.strip() or result.stdout.strip()}"
             )

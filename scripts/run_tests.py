@@ -33,7 +33,10 @@ def ensure_chromium() -> None:
     if CHROMIUM.exists():
         return
     if os.geteuid() != 0 or not shutil.which("apt-get"):
-        print(f"NOTE: no chromium at {CHROMIUM} and no way to install it; browser tests will be skipped.")
+        print(
+            f"NOTE: no chromium at {CHROMIUM} and no way to install it; browser tests will be "
+            "skipped."
+        )
         return
     print("Installing Debian's chromium for the browser tests ...", flush=True)
     env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
@@ -48,19 +51,24 @@ def main(args: list[str]) -> int:
     given_url = os.environ.get("DATABASE_URL", "")
     results = {"SQLite": pytest("SQLite", {}, args)}
     if given_url.startswith(("postgres://", "postgresql://")):
-        results["PostgreSQL (DATABASE_URL)"] = pytest("PostgreSQL from DATABASE_URL", {"DATABASE_URL": given_url}, args)
+        results["PostgreSQL (DATABASE_URL)"] = pytest(
+            "PostgreSQL from DATABASE_URL", {"DATABASE_URL": given_url}, args
+        )
     elif binaries_available():
         try:
             with Cluster.create() as cluster:
                 results["PostgreSQL 15"] = pytest(
-                    f"PostgreSQL 15 (throwaway cluster, port {cluster.port})", cluster.export(), args
+                    f"PostgreSQL 15 (throwaway cluster, port {cluster.port})",
+                    cluster.export(),
+                    args,
                 )
         except ClusterError as error:
             print(f"\nCould not start the throwaway PostgreSQL cluster: {error}", file=sys.stderr)
             results["PostgreSQL 15"] = 1
     else:
         print(
-            f"\nNOTE: no PostgreSQL binaries in {DEFAULT_BIN_DIR}; the PostgreSQL pass is skipped and only "
+            f"\nNOTE: no PostgreSQL binaries in {DEFAULT_BIN_DIR}; the PostgreSQL pass is "
+            "skipped and only "
             "SQLite was tested. Install postgresql-15 or set DATABASE_URL to a PostgreSQL server.",
             file=sys.stderr,
         )

@@ -32,7 +32,10 @@ def main() -> int:
         return 0
     target.write_text(local_env((PROJECT / ".env.example").read_text()))
     target.chmod(0o600)
-    print(f"Wrote {target.name} for local development (DEBUG on, fresh SECRET_KEY and admin password).")
+    print(
+        f"Wrote {target.name} for local development (DEBUG on, fresh SECRET_KEY and admin "
+        "password)."
+    )
     return 0
 
 

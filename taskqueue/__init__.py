@@ -1,7 +1,9 @@
 """A database-backed task queue for Django: one engine, three front doors.
 
-    from taskqueue import BaseQueue, TaskInfo, Retry, DupeKeyExc, DeserializationExc, Worker, WorkerGroup
-    from taskqueue import stop_requested, Stopped   # any task: should I stop now? (then raise Stopped)
+    from taskqueue import (BaseQueue, TaskInfo, Retry, DupeKeyExc, DeserializationExc, Worker,
+                           WorkerGroup)
+    from taskqueue import stop_requested, Stopped   # any task: should I stop now?
+                                                    # (then raise Stopped)
     from taskqueue import cancel, retry             # operations on tasks by id, from any front door
     from taskqueue.backend import DatabaseBackend   # django.tasks
     from taskqueue.celery import shared_task, AsyncResult

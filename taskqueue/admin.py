@@ -1,4 +1,5 @@
-"""The operator's view of the queue: tasks grouped by state with counts, failures readable, retry at hand."""
+"""The operator's view of the queue: tasks grouped by state with counts, failures readable, retry at
+hand."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ from taskqueue.engine import databases, operations
 from taskqueue.exceptions import TaskNoLongerWaiting, TaskQueueError, TimeLimitExceeded
 from taskqueue.models import PausedQueue, RecurringTask, Status, Task, WorkerProcess
 
-# The query parameter a waiting task's change form posts back: the task's claim count when the form was read.
+# The query parameter a waiting task's change form posts back: the task's claim count when the form
+# was read.
 CLAIMS_SEEN = "_claims"
 
 
@@ -39,7 +41,10 @@ class StateFilter(admin.SimpleListFilter):
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         groups = state_filters(timezone.now())
         tasks = model_admin.get_queryset(request)
-        return [(key, f"{label} ({tasks.filter(condition).count()})") for key, (label, condition) in groups.items()]
+        return [
+            (key, f"{label} ({tasks.filter(condition).count()})")
+            for key, (label, condition) in groups.items()
+        ]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Task]) -> QuerySet[Task]:
         groups, value = state_filters(timezone.now()), self.value()
@@ -54,7 +59,12 @@ class AgeFilter(admin.SimpleListFilter):
     AGES = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7)}
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        return [("1h", "Last hour"), ("24h", "Last 24 hours"), ("7d", "Last 7 days"), ("older", "Older than 7 days")]
+        return [
+            ("1h", "Last hour"),
+            ("24h", "Last 24 hours"),
+            ("7d", "Last 7 days"),
+            ("older", "Older than 7 days"),
+        ]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Task]) -> QuerySet[Task]:
         value = self.value()
@@ -74,7 +84,9 @@ class EstimatedCountPaginator(Paginator):
         queryset: QuerySet[Task] = self.object_list  # type: ignore[assignment]  # the admin pages querysets
         if not queryset.query.where:
             connection = connections[queryset.db]
-            estimate = databases.for_connection(connection).estimated_rows(connection, Task._meta.db_table)
+            estimate = databases.for_connection(connection).estimated_rows(
+                connection, Task._meta.db_table
+            )
             if estimate is not None and estimate > 10_000:
                 return estimate
         return super().count
@@ -86,7 +98,8 @@ FIELD_FILTER_SUFFIXES = ("", "__exact", "__isnull", "__gte", "__lt", "__id__exac
 
 
 def attempt_ending(entry: dict[str, Any]) -> str:
-    """How a failed attempt ended, when it was not by its own error: its worker died, or it timed out."""
+    """How a failed attempt ended, when it was not by its own error: its worker died, or it timed
+    out."""
     if entry.get("abandoned"):
         return " (worker died)"
     if entry.get("exc_class") == TIMED_OUT:
@@ -118,7 +131,16 @@ class FilterLookupsOnly(admin.ModelAdmin):
 
 @admin.register(Task)
 class TaskAdmin(FilterLookupsOnly):
-    list_display = ("id", "task_path", "queue_name", "state", "priority", "attempts", "run_at", "last_error_line")
+    list_display = (
+        "id",
+        "task_path",
+        "queue_name",
+        "state",
+        "priority",
+        "attempts",
+        "run_at",
+        "last_error_line",
+    )
     list_display_links = ("id", "task_path")
     list_filter = (StateFilter, "queue_name", AgeFilter)
     search_fields = ("=id", "note", "task_path", "errors")
@@ -164,7 +186,8 @@ class TaskAdmin(FilterLookupsOnly):
         return False  # tasks are enqueued by code, not typed in
 
     def has_change_permission(self, request: HttpRequest, obj: Task | None = None) -> bool:
-        """Only waiting tasks can be edited; the others are shown read-only (with their retry button)."""
+        """Only waiting tasks can be edited; the others are shown read-only (with their retry
+        button)."""
         if obj is not None and obj.status not in self.waiting:
             return False
         return super().has_change_permission(request, obj)
@@ -180,7 +203,9 @@ class TaskAdmin(FilterLookupsOnly):
             label = task.get_status_display().lower()
         if task.abandoned and task.status != Status.SUCCEEDED:
             label += " (abandoned)"
-        return format_html('<span class="taskqueue-state taskqueue-{}">{}</span>', task.status, label)
+        return format_html(
+            '<span class="taskqueue-state taskqueue-{}">{}</span>', task.status, label
+        )
 
     @admin.display(description="last error")
     def last_error_line(self, task: Task) -> str:
@@ -188,13 +213,17 @@ class TaskAdmin(FilterLookupsOnly):
 
     @admin.display(description="arguments")
     def arguments(self, task: Task) -> str:
-        return format_html('<pre class="taskqueue-json">{}</pre>', json.dumps(task.payload, indent=2))
+        return format_html(
+            '<pre class="taskqueue-json">{}</pre>', json.dumps(task.payload, indent=2)
+        )
 
     @admin.display(description="result")
     def result(self, task: Task) -> str:
         if task.status != Status.SUCCEEDED:
             return "-"
-        return format_html('<pre class="taskqueue-json">{}</pre>', json.dumps(task.return_value, indent=2))
+        return format_html(
+            '<pre class="taskqueue-json">{}</pre>', json.dumps(task.return_value, indent=2)
+        )
 
     @admin.display(description="errors, one per failed attempt")
     def error_history(self, task: Task) -> str:
@@ -222,28 +251,34 @@ class TaskAdmin(FilterLookupsOnly):
     def retry_tasks(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
         self._report_retry(request, operations.retry(queryset.values_list("pk", flat=True)))
 
-    @admin.action(description="Cancel selected tasks (running ones are asked to stop)", permissions=["retry"])
+    @admin.action(
+        description="Cancel selected tasks (running ones are asked to stop)", permissions=["retry"]
+    )
     def cancel_tasks(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
         result = operations.cancel(queryset.values_list("pk", flat=True))
-        self._report(request, result, "cancelled or asked to stop", "already finished, so not cancelled")
+        self._report(
+            request, result, "cancelled or asked to stop", "already finished, so not cancelled"
+        )
 
-    def _report(self, request: HttpRequest, result: operations.Result, done: str, refused: str) -> None:
+    def _report(
+        self, request: HttpRequest, result: operations.Result, done: str, refused: str
+    ) -> None:
         if result.done:
             self.message_user(request, f"{result.done} task(s) {done}.", messages.SUCCESS)
         if result.refused:
             self.message_user(request, f"{result.refused} task(s) {refused}.", messages.WARNING)
 
     def _report_retry(self, request: HttpRequest, result: operations.Result) -> None:
-        """Tasks refused because their dupe key is in use are counted apart: the operator can act on them
-        (by finishing or cancelling the task that holds the key)."""
+        """Tasks refused because their dupe key is in use are counted apart: the operator can act on
+        them (by finishing or cancelling the task that holds the key)."""
         in_use = sum(reason == operations.DUPE_KEY_IN_USE for reason in result.refusals.values())
         others = operations.Result(done=result.done, refused=result.refused - in_use)
         self._report(request, others, "retried", "still running or waiting, so not retried")
         if in_use:
             self.message_user(
                 request,
-                f"{in_use} task(s) not retried because their dupe key is in use by an unfinished task of the "
-                "same queue.",
+                f"{in_use} task(s) not retried because their dupe key is in use by an unfinished "
+                "task of the same queue.",
                 messages.WARNING,
             )
 
@@ -257,7 +292,8 @@ class TaskAdmin(FilterLookupsOnly):
         ]
 
     def retry_view(self, request: HttpRequest, task_id: int) -> HttpResponseRedirect:
-        """The "Retry now" button of a task's page, and the dashboard's "Retry" buttons (which come back to it)."""
+        """The "Retry now" button of a task's page, and the dashboard's "Retry" buttons (which come
+        back to it)."""
         if not self.has_retry_permission(request):
             raise PermissionDenied
         task = get_object_or_404(Task, pk=task_id)
@@ -267,7 +303,8 @@ class TaskAdmin(FilterLookupsOnly):
         return HttpResponseRedirect(reverse("admin:taskqueue_task_change", args=[task.pk]))
 
     def dashboard_view(self, request: HttpRequest) -> TemplateResponse:
-        """The queue dashboard; `?fragment=1` renders only the part its script swaps in every few seconds."""
+        """The queue dashboard; `?fragment=1` renders only the part its script swaps in every few
+        seconds."""
         if not self.has_view_permission(request):
             raise PermissionDenied
         context = {
@@ -277,23 +314,34 @@ class TaskAdmin(FilterLookupsOnly):
         }
         if request.GET.get("fragment"):
             return TemplateResponse(request, "admin/taskqueue/dashboard_body.html", context)
-        context |= {**self.admin_site.each_context(request), "title": "Queue dashboard", "opts": self.opts}
+        context |= {
+            **self.admin_site.each_context(request),
+            "title": "Queue dashboard",
+            "opts": self.opts,
+        }
         return TemplateResponse(request, "admin/taskqueue/dashboard.html", context)
 
-    def render_change_form(self, request: HttpRequest, context: dict[str, Any], *args: Any, **kwargs: Any):
+    def render_change_form(
+        self, request: HttpRequest, context: dict[str, Any], *args: Any, **kwargs: Any
+    ):
         task = kwargs.get("obj")
-        context["can_retry"] = bool(task and task.status in operations.RETRYABLE and self.has_retry_permission(request))
+        context["can_retry"] = bool(
+            task and task.status in operations.RETRYABLE and self.has_retry_permission(request)
+        )
         if task is not None and task.status in self.waiting:
-            # The form posts back the claim count it was read at (a form re-shown with errors keeps the first).
+            # The form posts back the claim count it was read at (a form re-shown with errors keeps
+            # the first).
             query = request.GET.copy()
             if request.method != "POST" or CLAIMS_SEEN not in query:
                 query[CLAIMS_SEEN] = str(task.claims)
             kwargs["form_url"] = f"?{query.urlencode()}"
         return super().render_change_form(request, context, *args, **kwargs)
 
-    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None):
-        """A waiting task's edits are saved only if no worker claimed it since the form was read (see
-        save_model); if one did, the operator is told so, and nothing changes."""
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ):
+        """A waiting task's edits are saved only if no worker claimed it since the form was read
+        (see save_model); if one did, the operator is told so, and nothing changes."""
         try:
             if request.method == "POST" and self.has_change_permission(request):
                 self._check_still_waiting(request, object_id)
@@ -302,20 +350,25 @@ class TaskAdmin(FilterLookupsOnly):
             self.message_user(request, str(refusal), messages.ERROR)
             query = request.GET.copy()
             query.pop(CLAIMS_SEEN, None)  # the next form is read afresh
-            return HttpResponseRedirect(f"{request.path}?{query.urlencode()}" if query else request.path)
+            return HttpResponseRedirect(
+                f"{request.path}?{query.urlencode()}" if query else request.path
+            )
 
     def _check_still_waiting(self, request: HttpRequest, object_id: str) -> None:
-        """Before the form is handled: a task claimed or finished meanwhile is refused with a message (a
-        finished one would otherwise be a bare "403 Forbidden", as it is no longer editable)."""
+        """Before the form is handled: a task claimed or finished meanwhile is refused with a
+        message (a finished one would otherwise be a bare "403 Forbidden", as it is no longer
+        editable)."""
         task = self.get_object(request, unquote(object_id))
         seen = claims_seen(request)
-        if task is not None and (task.status not in self.waiting or seen not in (None, task.claims)):
+        if task is not None and (
+            task.status not in self.waiting or seen not in (None, task.claims)
+        ):
             raise TaskNoLongerWaiting(task.pk)
 
     def save_model(self, request: HttpRequest, obj: Task, form: Any, change: bool) -> None:
-        """Save only the fields the form edited, with an UPDATE that applies only while the task still waits
-        as it did when the form was read (same status group, same claim count): a save never reverts a
-        worker's claim or outcome, which would run the task again."""
+        """Save only the fields the form edited, with an UPDATE that applies only while the task
+        still waits as it did when the form was read (same status group, same claim count): a save
+        never reverts a worker's claim or outcome, which would run the task again."""
         edited = {name: getattr(obj, name) for name in form.changed_data}
         if not edited:
             return
@@ -337,7 +390,16 @@ def claims_seen(request: HttpRequest) -> int | None:
 
 @admin.register(WorkerProcess)
 class WorkerProcessAdmin(FilterLookupsOnly):
-    list_display = ("name", "hostname", "pid", "queue_list", "threads", "started_at", "heartbeat_at", "heartbeat_age")
+    list_display = (
+        "name",
+        "hostname",
+        "pid",
+        "queue_list",
+        "threads",
+        "started_at",
+        "heartbeat_at",
+        "heartbeat_age",
+    )
     readonly_fields = ("name", "hostname", "pid", "queues", "threads", "started_at", "heartbeat_at")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -377,31 +439,64 @@ class PausedQueueAdmin(FilterLookupsOnly):
 
 @admin.register(RecurringTask)
 class RecurringTaskAdmin(FilterLookupsOnly):
-    list_display = ("key", "task_path", "schedule", "timezone", "enabled", "next_run", "last_run_at", "error", "static")
+    list_display = (
+        "key",
+        "task_path",
+        "schedule",
+        "timezone",
+        "enabled",
+        "next_run",
+        "last_run_at",
+        "error",
+        "static",
+    )
     list_filter = ("enabled", "static")
     search_fields = ("key", "task_path", "description")
     actions = ("enable", "disable", "run_now")
-    readonly_fields = ("static", "created_at", "last_run_at", "next_run", "last_error", "last_error_at")
+    readonly_fields = (
+        "static",
+        "created_at",
+        "last_run_at",
+        "next_run",
+        "last_error",
+        "last_error_at",
+    )
 
-    def get_readonly_fields(self, request: HttpRequest, obj: RecurringTask | None = None) -> tuple[str, ...]:
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: RecurringTask | None = None
+    ) -> tuple[str, ...]:
         if obj is not None and obj.static:
             # Settings define it: change it there. Only switching it on and off is done here.
-            return (*tuple(f.name for f in RecurringTask._meta.fields if f.name not in ("id", "enabled")), "next_run")
+            return (
+                *tuple(
+                    f.name for f in RecurringTask._meta.fields if f.name not in ("id", "enabled")
+                ),
+                "next_run",
+            )
         return self.readonly_fields
 
     def get_form(
-        self, request: HttpRequest, obj: RecurringTask | None = None, change: bool = False, **kwargs: Any
+        self,
+        request: HttpRequest,
+        obj: RecurringTask | None = None,
+        change: bool = False,
+        **kwargs: Any,
     ) -> Any:
-        """The form refuses a schedule that could never run (bad cron, a date such as 31 February, a task
-        that cannot be imported), so the operator reads why on the form instead of saving a failing row."""
+        """The form refuses a schedule that could never run (bad cron, a date such as 31 February, a
+        task that cannot be imported), so the operator reads why on the form instead of saving a
+        failing row."""
         form = super().get_form(request, obj, change, **kwargs)
 
         class RecurringTaskForm(form):  # type: ignore[valid-type,misc]  # the admin's form class, made at runtime
             def clean(self) -> dict[str, Any]:
                 cleaned = super().clean()
                 if self.instance.static or self.errors:
-                    return cleaned  # the settings were checked when synced; or the fields are wrong already
-                values = {name: cleaned.get(name, getattr(self.instance, name)) for name in recurring.FIELDS}
+                    # the settings were checked when synced; or the fields are wrong already
+                    return cleaned
+                values = {
+                    name: cleaned.get(name, getattr(self.instance, name))
+                    for name in recurring.FIELDS
+                }
                 try:
                     recurring.validate(values)
                 except TaskQueueError as error:
@@ -419,13 +514,18 @@ class RecurringTaskAdmin(FilterLookupsOnly):
         if not task.enabled:
             return "disabled"
         try:
-            return recurring.Schedule.parse(task.schedule, task.timezone).next_tick(timezone.now()).isoformat()
+            return (
+                recurring.Schedule.parse(task.schedule, task.timezone)
+                .next_tick(timezone.now())
+                .isoformat()
+            )
         except TaskQueueError as error:
             return str(error)
 
     @admin.display(description="last error")
     def error(self, task: RecurringTask) -> str:
-        """The first line of the error of the last tick that failed, cleared by the next one enqueued."""
+        """The first line of the error of the last tick that failed, cleared by the next one
+        enqueued."""
         return task.last_error.partition("\n")[0][:200]
 
     @admin.action(description="Enable selected recurring tasks", permissions=["change"])
@@ -438,12 +538,19 @@ class RecurringTaskAdmin(FilterLookupsOnly):
 
     @admin.action(description="Run selected recurring tasks now", permissions=["change"])
     def run_now(self, request: HttpRequest, queryset: QuerySet[RecurringTask]) -> None:
-        """Each selected task alone: one whose task cannot be enqueued is reported, the others run."""
+        """Each selected task alone: one whose task cannot be enqueued is reported, the others
+        run."""
         ids = []
         for task in queryset:
             try:
                 ids.append(recurring.run_now(task))
             except Exception as error:
-                self.message_user(request, f"Not enqueued: {task.key} ({recurring.describe(error)})", messages.ERROR)
+                self.message_user(
+                    request,
+                    f"Not enqueued: {task.key} ({recurring.describe(error)})",
+                    messages.ERROR,
+                )
         if ids:
-            self.message_user(request, f"Enqueued task(s) {', '.join(map(str, ids))}.", messages.SUCCESS)
+            self.message_user(
+                request, f"Enqueued task(s) {', '.join(map(str, ids))}.", messages.SUCCESS
+            )

@@ -1,6 +1,7 @@
 """Front door 2: Django's own tasks framework (`django.tasks`, DEP 14) on the engine.
 
-    TASKS = {"default": {"BACKEND": "taskqueue.backend.DatabaseBackend", "QUEUES": [], "OPTIONS": {}}}
+    TASKS = {"default": {"BACKEND": "taskqueue.backend.DatabaseBackend", "QUEUES": [],
+                         "OPTIONS": {}}}
 
     @task(priority=5, queue_name="email", max_attempts=3)
     def send_welcome(user_id: int) -> str: ...
@@ -8,8 +9,8 @@
     result = send_welcome.enqueue(42)
     send_welcome.get_result(result.id).status
 
-`max_attempts` and `backoff(exception, task_result)` are this backend's retry policy, shaped like the
-one Django is designing, so code written for it will not change when Django ships its own.
+`max_attempts` and `backoff(exception, task_result)` are this backend's retry policy, shaped like
+the one Django is designing, so code written for it will not change when Django ships its own.
 """
 
 from __future__ import annotations
@@ -35,7 +36,12 @@ from django.utils.dateparse import parse_datetime
 from taskqueue.conf import load_settings, seconds
 from taskqueue.engine import executors, registry
 from taskqueue.engine.claim import ClaimedTask
-from taskqueue.engine.concurrency import Concurrency, ConcurrencyRule, call_arguments, concurrency_rule
+from taskqueue.engine.concurrency import (
+    Concurrency,
+    ConcurrencyRule,
+    call_arguments,
+    concurrency_rule,
+)
 from taskqueue.engine.enqueue import TaskSpec, enqueue, enqueue_many
 from taskqueue.engine.executors import SUCCEEDED, AfterWrite, FrontDoor, Scheduled, TaskControl
 from taskqueue.exceptions import UndeclaredTask, UndeclaredTaskResult
@@ -75,13 +81,18 @@ class RetryingTask(Task):
     concurrency_limit: int = 1
     concurrency_duration: float = 300.0
     on_conflict: str = "wait"
-    #: Seconds the task may run: then TimeLimitExceeded is raised in it, and TASKQUEUE["TIMEOUT_GRACE"]
-    #: later its worker process is ended. None: TASKQUEUE["DEFAULT_TIMEOUT"].
+    #: Seconds the task may run: then TimeLimitExceeded is raised in it, and
+    #: TASKQUEUE["TIMEOUT_GRACE"] later its worker process is ended.
+    #: None: TASKQUEUE["DEFAULT_TIMEOUT"].
     timeout: float | None = None
 
     def concurrency_rule(self) -> ConcurrencyRule | None:
-        return concurrency_rule(self.concurrency_key, self.concurrency_limit, self.concurrency_duration,
-                                self.on_conflict)  # fmt: skip
+        return concurrency_rule(
+            self.concurrency_key,
+            self.concurrency_limit,
+            self.concurrency_duration,
+            self.on_conflict,
+        )
 
 
 class DatabaseBackend(BaseTaskBackend):
@@ -95,10 +106,14 @@ class DatabaseBackend(BaseTaskBackend):
         super().validate_task(task)
         max_attempts = getattr(task, "max_attempts", 1)
         if not isinstance(max_attempts, int) or isinstance(max_attempts, bool) or max_attempts < 1:
-            raise InvalidTask(f"max_attempts must be a whole number of 1 or more, got {max_attempts!r}.")
+            raise InvalidTask(
+                f"max_attempts must be a whole number of 1 or more, got {max_attempts!r}."
+            )
         timeout = getattr(task, "timeout", None)
         if timeout is not None and not seconds(timeout):
-            raise InvalidTask(f"timeout must be None or a positive number of seconds, got {timeout!r}.")
+            raise InvalidTask(
+                f"timeout must be None or a positive number of seconds, got {timeout!r}."
+            )
         if not callable(getattr(task, "backoff", exponential_backoff)):
             raise InvalidTask("backoff must be callable as backoff(exception, task_result).")
         if isinstance(task, RetryingTask):
@@ -115,8 +130,11 @@ class DatabaseBackend(BaseTaskBackend):
         task_enqueued.send(type(self), task_result=result)
         return result
 
-    def enqueue_all(self, calls: Iterable[tuple[Task, Sequence[Any], dict[str, Any]]]) -> list[TaskResult]:
-        """Enqueue many task calls with multi-row inserts: all are stored, or (on any bad one) none."""
+    def enqueue_all(
+        self, calls: Iterable[tuple[Task, Sequence[Any], dict[str, Any]]]
+    ) -> list[TaskResult]:
+        """Enqueue many task calls with multi-row inserts: all are stored, or (on any bad one)
+        none."""
         calls = list(calls)
         for task, _, _ in calls:
             self.validate_task(task)
@@ -154,7 +172,9 @@ class DatabaseBackend(BaseTaskBackend):
         try:
             load_settings(self.options)
         except (TypeError, ValueError) as error:
-            messages.append(checks.Error(f"TASKS[{self.alias!r}]['OPTIONS']: {error}", id="taskqueue.E003"))
+            messages.append(
+                checks.Error(f"TASKS[{self.alias!r}]['OPTIONS']: {error}", id="taskqueue.E003")
+            )
         return messages
 
     def _spec(self, task: Task, args: Sequence[Any], kwargs: dict[str, Any]) -> TaskSpec:
@@ -200,7 +220,9 @@ class DatabaseBackend(BaseTaskBackend):
         )
 
 
-def enqueue_on_commit(task: Task, *args: Any, transaction_database: str = DEFAULT_DB_ALIAS, **kwargs: Any) -> None:
+def enqueue_on_commit(
+    task: Task, *args: Any, transaction_database: str = DEFAULT_DB_ALIAS, **kwargs: Any
+) -> None:
     """Enqueue once the current transaction of `transaction_database` commits (at once outside one).
 
     For a queue kept on a database of its own: there, enqueueing cannot join the transaction that
@@ -213,20 +235,25 @@ def task_at(path: str) -> Task:
     """The declared django.tasks Task at `path`; raises UndeclaredTask."""
     task = registry.resolve(path, KIND)
     if not isinstance(task, Task):
-        raise UndeclaredTask(f"{path} is not a django.tasks Task (decorate the function with @task).")
+        raise UndeclaredTask(
+            f"{path} is not a django.tasks Task (decorate the function with @task)."
+        )
     return task
 
 
 def task_as_enqueued(path: str, queue_name: str, priority: int, payload: dict[str, Any]) -> Task:
-    """The declared Task at `path` with what `using()` changed when it was enqueued (queue, priority,
-    run_after), as the stored row says, so code that enqueues `result.task` again means the same."""
+    """The declared Task at `path` with what `using()` changed when it was enqueued (queue,
+    priority, run_after), as the stored row says, so code that enqueues `result.task` again means
+    the same."""
     task = task_at(path)
     changes: dict[str, Any] = {}
     if queue_name != task.queue_name:
         changes["queue_name"] = queue_name
     if priority != task.priority:
         changes["priority"] = priority
-    run_after = parse_datetime(payload["run_after"]) if isinstance(payload.get("run_after"), str) else None
+    run_after = (
+        parse_datetime(payload["run_after"]) if isinstance(payload.get("run_after"), str) else None
+    )
     if run_after is not None:
         changes["run_after"] = run_after
     if not changes:
@@ -238,7 +265,10 @@ def task_as_enqueued(path: str, queue_name: str, priority: int, payload: dict[st
 
 
 def task_errors(errors: Iterable[Mapping[str, Any]]) -> list[TaskError]:
-    return [TaskError(exception_class_path=e.get("exc_class", ""), traceback=e.get("traceback", "")) for e in errors]
+    return [
+        TaskError(exception_class_path=e.get("exc_class", ""), traceback=e.get("traceback", ""))
+        for e in errors
+    ]
 
 
 def result_from_row(row: TaskRow, alias: str) -> TaskResult:
@@ -286,7 +316,9 @@ class DjangoAttempt:
         claimed = self.claimed
         enqueued_at, started_at = claimed.times()
         return TaskResult(
-            task=task_as_enqueued(claimed.task_path, claimed.queue_name, claimed.priority, claimed.payload),
+            task=task_as_enqueued(
+                claimed.task_path, claimed.queue_name, claimed.priority, claimed.payload
+            ),
             id=str(claimed.id),
             status=TaskResultStatus.RUNNING,
             enqueued_at=enqueued_at,
@@ -330,7 +362,9 @@ class DjangoAttempt:
         result = self.result
 
         def send(finished_at: datetime) -> None:
-            errors = result.errors + task_errors([error.entry(self.claimed.attempts, "", finished_at)] if error else [])
+            errors = result.errors + task_errors(
+                [error.entry(self.claimed.attempts, "", finished_at)] if error else []
+            )
             finished = replace(result, status=status, finished_at=finished_at, errors=errors)
             object.__setattr__(finished, "_return_value", value)
             task_finished.send(self.sender, task_result=finished)
@@ -339,8 +373,8 @@ class DjangoAttempt:
 
 
 def listened(signal: Signal, sender: type) -> bool:
-    """Whether sending would reach anyone (an empty receiver list is checked first: it is the worker's
-    usual case, and the cheap one)."""
+    """Whether sending would reach anyone (an empty receiver list is checked first: it is the
+    worker's usual case, and the cheap one)."""
     return bool(signal.receivers) and signal.has_listeners(sender)
 
 
@@ -359,15 +393,17 @@ def enqueue_scheduled(task: Task, run: Scheduled) -> int:
 
 
 def quiet_django_task_logs() -> None:
-    """In a worker, its own log line per task (see taskqueue.engine.running) replaces the log receivers
-    django.tasks connects to its signals, so a task is not logged three times over."""
+    """In a worker, its own log line per task (see taskqueue.engine.running) replaces the log
+    receivers django.tasks connects to its signals, so a task is not logged three times over."""
     from django.tasks import signals
 
     task_started.disconnect(signals.log_task_started)
     task_finished.disconnect(signals.log_task_finished)
 
 
-executors.register(FrontDoor(KIND, prepare, enqueue_scheduled, on_worker_start=quiet_django_task_logs))
-# A Task defined on another backend and enqueued here with `using(backend=...)` is declared only where it
-# was enqueued: workers accept it from its task module (see registry.accept).
+executors.register(
+    FrontDoor(KIND, prepare, enqueue_scheduled, on_worker_start=quiet_django_task_logs)
+)
+# A Task defined on another backend and enqueued here with `using(backend=...)` is declared only
+# where it was enqueued: workers accept it from its task module (see registry.accept).
 registry.accept(KIND, lambda target: isinstance(target, Task))

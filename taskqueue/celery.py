@@ -10,8 +10,8 @@
     AsyncResult(result.id).revoke()
 
 Settings read: CELERY_TASK_ALWAYS_EAGER (run inline, for tests) and CELERY_TASK_EAGER_PROPAGATES
-(eager exceptions are raised). Not offered: bound tasks, chains and groups, result backends other than
-the task table.
+(eager exceptions are raised). Not offered: bound tasks, chains and groups, result backends other
+than the task table.
 """
 
 from __future__ import annotations
@@ -68,15 +68,26 @@ class RetryPolicy:
             raise ValueError("max_retries must be 0 or more.")
         if not (math.isfinite(self.countdown) and self.countdown >= 0):
             raise ValueError(
-                f"countdown (default_retry_delay) must be a finite number of seconds >= 0, got {self.countdown!r}."
+                "countdown (default_retry_delay) must be a finite number of seconds >= 0, "
+                f"got {self.countdown!r}."
             )
         backoff = self.backoff
         if not isinstance(backoff, bool) and not (
             isinstance(backoff, int | float) and math.isfinite(backoff) and backoff >= 1
         ):
-            raise ValueError(f"retry_backoff must be True, False or a factor of 1 or more (seconds), got {backoff!r}.")
-        if not (isinstance(self.backoff_max, int | float) and math.isfinite(self.backoff_max) and self.backoff_max > 0):
-            raise ValueError(f"retry_backoff_max must be a finite number of seconds above 0, got {self.backoff_max!r}.")
+            raise ValueError(
+                "retry_backoff must be True, False or a factor of 1 or more (seconds), "
+                f"got {backoff!r}."
+            )
+        if not (
+            isinstance(self.backoff_max, int | float)
+            and math.isfinite(self.backoff_max)
+            and self.backoff_max > 0
+        ):
+            raise ValueError(
+                "retry_backoff_max must be a finite number of seconds above 0, "
+                f"got {self.backoff_max!r}."
+            )
 
     def delay(self, retries: int) -> float:
         """Seconds before retry number `retries + 1`, as Celery computes them."""
@@ -102,19 +113,23 @@ class SharedTask:
     ) -> None:
         for name, limit in (("soft_time_limit", soft_time_limit), ("time_limit", time_limit)):
             if limit is not None and not seconds(limit):
-                raise ValueError(f"{name} must be None or a positive number of seconds, got {limit!r}.")
+                raise ValueError(
+                    f"{name} must be None or a positive number of seconds, got {limit!r}."
+                )
         if soft_time_limit is not None and time_limit is not None and time_limit <= soft_time_limit:
             raise ValueError("time_limit (hard) must be longer than soft_time_limit.")
         if "<locals>" in func.__qualname__:
-            raise TaskQueueError(f"{func.__qualname__}: define tasks at module level, so workers can import them.")
+            raise TaskQueueError(
+                f"{func.__qualname__}: define tasks at module level, so workers can import them."
+            )
         self.func = func
         self.name = registry.declare(KIND, func.__module__, func.__qualname__)
         self.queue = queue
         self.priority = priority
         self.policy = policy
         self.concurrency = concurrency
-        # Celery's: TimeLimitExceeded is raised in the task at soft_time_limit; at time_limit (default:
-        # soft_time_limit + TASKQUEUE["TIMEOUT_GRACE"]) its worker process is ended.
+        # Celery's: TimeLimitExceeded is raised in the task at soft_time_limit; at time_limit
+        # (default: soft_time_limit + TASKQUEUE["TIMEOUT_GRACE"]) its worker process is ended.
         self.soft_time_limit = soft_time_limit
         self.time_limit = time_limit
         self.__doc__ = func.__doc__
@@ -169,14 +184,17 @@ class SharedTask:
         return AsyncResult(str(task_id))
 
     def _run_eagerly(self, args: list[Any], kwargs: dict[str, Any]) -> EagerResult:
-        """Run now, retrying inline (without waiting, as Celery's eager mode does) what `autoretry_for`
-        names, up to `max_retries` times."""
+        """Run now, retrying inline (without waiting, as Celery's eager mode does) what
+        `autoretry_for` names, up to `max_retries` times."""
         retries = 0
         while True:
             try:
                 value = self.func(*args, **kwargs)
             except Exception as error:
-                if isinstance(error, self.policy.autoretry_for) and retries < self.policy.max_retries:
+                if (
+                    isinstance(error, self.policy.autoretry_for)
+                    and retries < self.policy.max_retries
+                ):
                     retries += 1
                     continue
                 if getattr(settings, "CELERY_TASK_EAGER_PROPAGATES", False):
@@ -237,8 +255,15 @@ def shared_task(
     limit = concurrency_rule(concurrency_key, concurrency_limit, concurrency_duration, on_conflict)
 
     def decorate(function: Callable[..., Any]) -> SharedTask:
-        return SharedTask(function, queue=queue, priority=priority, policy=policy, concurrency=limit,
-                          soft_time_limit=soft_time_limit, time_limit=time_limit)  # fmt: skip
+        return SharedTask(
+            function,
+            queue=queue,
+            priority=priority,
+            policy=policy,
+            concurrency=limit,
+            soft_time_limit=soft_time_limit,
+            time_limit=time_limit,
+        )
 
     return decorate(func) if func is not None else decorate
 
@@ -303,7 +328,9 @@ class AsyncResult:
     def failed(self) -> bool:
         return self.status == states.FAILURE
 
-    def get(self, timeout: float | None = None, interval: float = 0.2, propagate: bool = True) -> Any:
+    def get(
+        self, timeout: float | None = None, interval: float = 0.2, propagate: bool = True
+    ) -> Any:
         """Wait for the task to finish and return its value (raising TaskFailed for a failure)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self.ready():
@@ -363,13 +390,16 @@ class EagerResult:
 
 @dataclass(frozen=True)
 class CeleryAttempt:
-    """One attempt of a `@shared_task`: the function called, retried on `autoretry_for` as Celery waits."""
+    """One attempt of a `@shared_task`: the function called, retried on `autoretry_for` as Celery
+    waits."""
 
     task: SharedTask
     claimed: ClaimedTask
 
     def __call__(self) -> Any:
-        return self.task.func(*self.claimed.payload.get("args", []), **self.claimed.payload.get("kwargs", {}))
+        return self.task.func(
+            *self.claimed.payload.get("args", []), **self.claimed.payload.get("kwargs", {})
+        )
 
     def retry_delay(self, error: BaseException) -> timedelta | None:
         if not isinstance(error, self.task.policy.autoretry_for):

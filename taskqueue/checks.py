@@ -7,10 +7,13 @@ from taskqueue.conf import configured, read_settings
 
 @register()
 def check_settings(app_configs, **kwargs) -> list[Error]:
-    """Bad TASKQUEUE values stop `manage.py` commands with a clear error, one per value, not a worker
-    crash later."""
+    """Bad TASKQUEUE values stop `manage.py` commands with a clear error, one per value, not a
+    worker crash later."""
     _, found = read_settings()
-    return [Error(message, hint="TASKQUEUE settings: see docs/settings.md.", id="taskqueue.E001") for message in found]
+    return [
+        Error(message, hint="TASKQUEUE settings: see docs/settings.md.", id="taskqueue.E001")
+        for message in found
+    ]
 
 
 @register()
@@ -31,8 +34,12 @@ def check_task_modules(app_configs, **kwargs) -> list[Error]:
         if not found:
             errors.append(
                 Error(
-                    f"TASKQUEUE['TASK_MODULES'] names {module!r}, which is not an importable module.",
-                    hint="List the dotted names of modules that define queue classes, @task or @shared_task.",
+                    f"TASKQUEUE['TASK_MODULES'] names {module!r}, "
+                    "which is not an importable module.",
+                    hint=(
+                        "List the dotted names of modules that define queue classes, "
+                        "@task or @shared_task."
+                    ),
                     id="taskqueue.E004",
                 )
             )

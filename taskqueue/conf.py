@@ -1,13 +1,14 @@
 """The engine's settings: one `TASKQUEUE` dict in the Django settings, with documented defaults.
 
     TASKQUEUE = {
-        "WORKERS": [{"name": "default", "queues": ["*"], "num_threads": 1, "sleep_seconds_when_empty": 1.0}],
+        "WORKERS": [{"name": "default", "queues": ["*"], "num_threads": 1,
+                     "sleep_seconds_when_empty": 1.0}],
         "RESULT_RETENTION": 86400.0,
         ...
     }
 
-`taskqueue_worker` flags override these for one run. `checks.py` reports every bad value at start-up.
-Every key, with its default: docs/settings.md.
+`taskqueue_worker` flags override these for one run. `checks.py` reports every bad value at
+start-up. Every key, with its default: docs/settings.md.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from django.core.signals import setting_changed
 
 @dataclass(frozen=True)
 class WorkerGroupConfig:
-    """One group of worker threads in a worker process (the shape of django-task-queue's `workers` entries)."""
+    """One group of worker threads in a worker process (the shape of django-task-queue's `workers`
+    entries)."""
 
     name: str = "worker"
     num_threads: int = 1
@@ -51,18 +53,21 @@ class EngineSettings:
     RESULT_RETENTION: float = 86400.0
     # Wake idle workers through PostgreSQL LISTEN/NOTIFY (polling stays the correctness path).
     LISTEN_NOTIFY: bool = True
-    # Static recurring tasks: {key: {"task_path": ..., "schedule": "0 3 * * *", "timezone": ..., ...}}.
+    # Static recurring tasks:
+    # {key: {"task_path": ..., "schedule": "0 3 * * *", "timezone": ..., ...}}.
     RECURRING: dict[str, dict[str, Any]] = field(default_factory=dict)
     # How often a worker's scheduler looks for due recurring tasks.
     SCHEDULER_INTERVAL: float = 1.0
     # The database alias the queue's tables live on (with taskqueue.routers.TaskQueueRouter).
     DATABASE: str = "default"
-    # Largest JSON text of one task's arguments, as stored (non-ASCII characters escaped as \uXXXX), in
-    # bytes: a bigger enqueue raises SerializationError. Rows this size slow every claim that reads them;
-    # store big data elsewhere and pass its id. A positive whole number: there is no "unlimited".
+    # Largest JSON text of one task's arguments, as stored (non-ASCII characters escaped as \uXXXX),
+    # in bytes: a bigger enqueue raises SerializationError. Rows this size slow every claim that
+    # reads them; store big data elsewhere and pass its id. A positive whole number: there is no
+    # "unlimited".
     MAX_PAYLOAD_BYTES: int = 1024 * 1024
-    # Seconds a task may run before TimeLimitExceeded is raised in it, for tasks that declare no limit of
-    # their own (None: no limit); and how long past that a task may go on before its process is ended.
+    # Seconds a task may run before TimeLimitExceeded is raised in it, for tasks that declare no
+    # limit of their own (None: no limit); and how long past that a task may go on before its
+    # process is ended.
     DEFAULT_TIMEOUT: float | None = None
     TIMEOUT_GRACE: float = 10.0
     # Modules that declare tasks, imported by workers at start besides each installed app's `tasks`
@@ -82,13 +87,16 @@ def backend_options() -> dict[str, Any]:
 
 
 def database_alias() -> str:
-    """TASKQUEUE["DATABASE"] (or the backend's OPTIONS), read on every call: routers ask often, cheaply."""
-    return backend_options().get("DATABASE") or (getattr(settings, "TASKQUEUE", {}) or {}).get("DATABASE", "default")
+    """TASKQUEUE["DATABASE"] (or the backend's OPTIONS), read on every call: routers ask often,
+    cheaply."""
+    return backend_options().get("DATABASE") or (getattr(settings, "TASKQUEUE", {}) or {}).get(
+        "DATABASE", "default"
+    )
 
 
 def configured(name: str, default: Any) -> Any:
-    """One setting as given (TASKQUEUE, then the backend's OPTIONS), unchecked: for code that must not
-    fail on a mistake in another setting (the system checks report every one)."""
+    """One setting as given (TASKQUEUE, then the backend's OPTIONS), unchecked: for code that must
+    not fail on a mistake in another setting (the system checks report every one)."""
     return (dict(getattr(settings, "TASKQUEUE", {}) or {}) | backend_options()).get(name, default)
 
 
@@ -115,7 +123,8 @@ setting_changed.connect(forget_cached_settings)
 
 def load_settings(overrides: dict[str, Any] | None = None) -> EngineSettings:
     """The effective settings: defaults, then `settings.TASKQUEUE`, then the OPTIONS of the
-    django.tasks backend, then `overrides` (the worker's flags). Raises ValueError naming every bad value."""
+    django.tasks backend, then `overrides` (the worker's flags). Raises ValueError naming every bad
+    value."""
     engine, found = read_settings(overrides)
     if found:
         raise ValueError(" ".join(found))
@@ -161,8 +170,12 @@ def worker_group(entry: dict[str, Any] | WorkerGroupConfig) -> WorkerGroupConfig
     values = dict(entry)
     for key in ("queues", "queue_classes"):
         if key in values:
-            if isinstance(values[key], str) or not all(isinstance(item, str) for item in values[key]):
-                raise ValueError(f"Worker group {key!r} must be a list of strings, got {values[key]!r}.")
+            if isinstance(values[key], str) or not all(
+                isinstance(item, str) for item in values[key]
+            ):
+                raise ValueError(
+                    f"Worker group {key!r} must be a list of strings, got {values[key]!r}."
+                )
             values[key] = tuple(values[key])
     if values.get("queue_classes") and "queues" not in values:
         values["queues"] = ()
@@ -170,7 +183,8 @@ def worker_group(entry: dict[str, Any] | WorkerGroupConfig) -> WorkerGroupConfig
 
 
 def seconds(value: Any, *, zero: bool = False) -> bool:
-    """A number of seconds a timer can wait: finite, above zero (or zero too), at most threading.TIMEOUT_MAX."""
+    """A number of seconds a timer can wait: finite, above zero (or zero too), at most
+    threading.TIMEOUT_MAX."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
     return (value >= 0 if zero else value > 0) and value <= threading.TIMEOUT_MAX
@@ -179,12 +193,21 @@ def seconds(value: Any, *, zero: bool = False) -> bool:
 def problems(engine: EngineSettings) -> list[str]:
     """What is wrong in `engine`, one message per bad value."""
     found = []
-    if isinstance(engine.BATCH_SIZE, bool) or not isinstance(engine.BATCH_SIZE, int) or engine.BATCH_SIZE < 1:
-        found.append(f"TASKQUEUE['BATCH_SIZE'] must be a whole number of 1 or more, got {engine.BATCH_SIZE!r}.")
+    if (
+        isinstance(engine.BATCH_SIZE, bool)
+        or not isinstance(engine.BATCH_SIZE, int)
+        or engine.BATCH_SIZE < 1
+    ):
+        found.append(
+            "TASKQUEUE['BATCH_SIZE'] must be a whole number of 1 or more, "
+            f"got {engine.BATCH_SIZE!r}."
+        )
     for name in ("HEARTBEAT_INTERVAL", "WORKER_DEAD_AFTER", "SCHEDULER_INTERVAL"):
         value = getattr(engine, name)
         if not seconds(value):
-            found.append(f"TASKQUEUE[{name!r}] must be a positive number of seconds, got {value!r}.")
+            found.append(
+                f"TASKQUEUE[{name!r}] must be a positive number of seconds, got {value!r}."
+            )
     if engine.DEFAULT_TIMEOUT is not None and not seconds(engine.DEFAULT_TIMEOUT):
         found.append(
             f"TASKQUEUE['DEFAULT_TIMEOUT'] must be None or a positive number of seconds, "
@@ -193,7 +216,9 @@ def problems(engine: EngineSettings) -> list[str]:
     for name in ("SHUTDOWN_TIMEOUT", "RESULT_RETENTION", "TIMEOUT_GRACE"):
         value = getattr(engine, name)
         if not seconds(value, zero=True):
-            found.append(f"TASKQUEUE[{name!r}] must be a number of seconds, zero or more, got {value!r}.")
+            found.append(
+                f"TASKQUEUE[{name!r}] must be a number of seconds, zero or more, got {value!r}."
+            )
     try:
         check_max_payload_bytes(engine.MAX_PAYLOAD_BYTES)
     except ValueError as error:
@@ -207,13 +232,17 @@ def problems(engine: EngineSettings) -> list[str]:
     if not isinstance(engine.DATABASE, str) or engine.DATABASE not in settings.DATABASES:
         found.append(f"TASKQUEUE['DATABASE'] is {engine.DATABASE!r}, which is not in DATABASES.")
     if not isinstance(engine.LISTEN_NOTIFY, bool):
-        found.append(f"TASKQUEUE['LISTEN_NOTIFY'] must be True or False, got {engine.LISTEN_NOTIFY!r}.")
+        found.append(
+            f"TASKQUEUE['LISTEN_NOTIFY'] must be True or False, got {engine.LISTEN_NOTIFY!r}."
+        )
     if not isinstance(engine.RECURRING, dict):
         found.append("TASKQUEUE['RECURRING'] must be a dict of recurring task definitions by key.")
     else:
         for key, definition in engine.RECURRING.items():
             if not isinstance(definition, dict) or not {"task_path", "schedule"} <= set(definition):
-                found.append(f"TASKQUEUE['RECURRING'][{key!r}] needs at least 'task_path' and 'schedule'.")
+                found.append(
+                    f"TASKQUEUE['RECURRING'][{key!r}] needs at least 'task_path' and 'schedule'."
+                )
     modules = engine.TASK_MODULES
     if (
         isinstance(modules, str)
@@ -222,20 +251,27 @@ def problems(engine: EngineSettings) -> list[str]:
     ):
         found.append(f"TASKQUEUE['TASK_MODULES'] must be a list of module names, got {modules!r}.")
     for group in engine.WORKERS:
-        if isinstance(group.num_threads, bool) or not isinstance(group.num_threads, int) or group.num_threads < 1:
+        if (
+            isinstance(group.num_threads, bool)
+            or not isinstance(group.num_threads, int)
+            or group.num_threads < 1
+        ):
             found.append(f"Worker group {group.name!r}: num_threads must be 1 or more.")
         if not seconds(group.sleep_seconds_when_empty):
-            found.append(f"Worker group {group.name!r}: sleep_seconds_when_empty must be a positive number of seconds.")
+            found.append(
+                f"Worker group {group.name!r}: "
+                "sleep_seconds_when_empty must be a positive number of seconds."
+            )
         if not group.queues and not group.queue_classes:
             found.append(f"Worker group {group.name!r} selects no queue.")
     return found
 
 
 def check_max_payload_bytes(value: Any) -> None:
-    """A whole number of bytes above zero: there is no "no limit" (None or 0), as rows of any size would
-    then reach the claim query and every worker's memory."""
+    """A whole number of bytes above zero: there is no "no limit" (None or 0), as rows of any size
+    would then reach the claim query and every worker's memory."""
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ValueError(
-            f"TASKQUEUE['MAX_PAYLOAD_BYTES'] must be a positive whole number of bytes (default 1048576, 1 MiB), "
-            f"got {value!r}."
+            "TASKQUEUE['MAX_PAYLOAD_BYTES'] must be a positive whole number of bytes "
+            f"(default 1048576, 1 MiB), got {value!r}."
         )

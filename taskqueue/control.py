@@ -48,7 +48,9 @@ class QueueInfo:
 
     def pause(self) -> None:
         """Workers claim nothing from this queue until it is resumed; running tasks finish."""
-        PausedQueue.objects.using(self._using).get_or_create(name=self.name, defaults={"paused_at": timezone.now()})
+        PausedQueue.objects.using(self._using).get_or_create(
+            name=self.name, defaults={"paused_at": timezone.now()}
+        )
 
     def resume(self) -> None:
         PausedQueue.objects.using(self._using).filter(name=self.name).delete()

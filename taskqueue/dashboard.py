@@ -37,10 +37,12 @@ EMPTY = (0,) * MINUTES
 
 
 def state_filters(now: datetime) -> dict[str, tuple[str, Q]]:
-    """The groups an operator thinks in, for the admin's filter and the dashboard alike; each is served by an index.
+    """The groups an operator thinks in, for the admin's filter and the dashboard alike; each is
+    served by an index.
 
-    Two are spelled for PostgreSQL's planner, which otherwise scans the whole table for them: abandoned
-    as an OR of two statuses (one partial index each), blocked with the key every blocked task has.
+    Two are spelled for PostgreSQL's planner, which otherwise scans the whole table for them:
+    abandoned as an OR of two statuses (one partial index each), blocked with the key every blocked
+    task has.
     """
     ready_or_failed = Q(status=Status.READY) | Q(status=Status.FAILED)
     return {
@@ -49,8 +51,14 @@ def state_filters(now: datetime) -> dict[str, tuple[str, Q]]:
         "running": ("Running", Q(status=Status.RUNNING)),
         "ready": ("Ready", Q(status=Status.READY, run_at__lte=now)),
         "scheduled": ("Scheduled (future)", Q(status=Status.READY, run_at__gt=now)),
-        "blocked": ("Blocked (concurrency limit)", Q(status=Status.BLOCKED, concurrency_key__isnull=False)),
-        "succeeded": ("Succeeded (24 h)", Q(status=Status.SUCCEEDED, finished_at__gte=now - RECENT)),
+        "blocked": (
+            "Blocked (concurrency limit)",
+            Q(status=Status.BLOCKED, concurrency_key__isnull=False),
+        ),
+        "succeeded": (
+            "Succeeded (24 h)",
+            Q(status=Status.SUCCEEDED, finished_at__gte=now - RECENT),
+        ),
         "cancelled": ("Cancelled", Q(status=Status.CANCELLED)),
     }
 
@@ -64,7 +72,8 @@ def error_line(task: Task) -> str:
 
 
 def duration(delta: timedelta) -> str:
-    """A duration as read at a glance: its largest unit and the next one ("3 min 12 s", "2 d 5 h")."""
+    """A duration as read at a glance: its largest unit and the next one ("3 min 12 s",
+    "2 d 5 h")."""
     seconds = max(int(delta.total_seconds()), 0)
     units = [("d", 86400), ("h", 3600), ("min", 60), ("s", 1)]
     while len(units) > 1 and seconds < units[0][1]:
@@ -118,7 +127,11 @@ class Chart:
         for index, count in enumerate(self.counts):
             if count:
                 height = max(self.height * count / self.peak, MIN_BAR)
-                x, width, y = round(index * step, 2), round(step * 0.8, 2), round(self.height - height, 2)
+                x, width, y = (
+                    round(index * step, 2),
+                    round(step * 0.8, 2),
+                    round(self.height - height, 2),
+                )
                 bars.append(Bar(self.minute(index), count, x, y, width, round(height, 2)))
         return bars
 
@@ -194,7 +207,9 @@ class Dashboard:
     failed: Chart
     workers: tuple[WorkerSnapshot, ...]
     failures: tuple[Failure, ...]
-    results_kept: bool  # False with RESULT_RETENTION = 0: successes are deleted at once, so never counted
+    results_kept: (
+        bool  # False with RESULT_RETENTION = 0: successes are deleted at once, so never counted
+    )
 
     @property
     def workers_alive(self) -> int:
@@ -204,7 +219,11 @@ class Dashboard:
     def minutes(self) -> list[Minute]:
         """The minutes in which tasks finished: the numbers behind the charts, as text."""
         pairs = enumerate(zip(self.succeeded.counts, self.failed.counts, strict=True))
-        return [Minute(self.succeeded.minute(i), ok, failed) for i, (ok, failed) in pairs if ok or failed]
+        return [
+            Minute(self.succeeded.minute(i), ok, failed)
+            for i, (ok, failed) in pairs
+            if ok or failed
+        ]
 
 
 def snapshot(now: datetime) -> Dashboard:
@@ -223,11 +242,16 @@ def snapshot(now: datetime) -> Dashboard:
         queues.append(
             QueueSnapshot(
                 name=name,
-                states=tuple(StateCount(key, label, queue_counts.get(key, 0)) for key, (label, _) in groups.items()),
+                states=tuple(
+                    StateCount(key, label, queue_counts.get(key, 0))
+                    for key, (label, _) in groups.items()
+                ),
                 # One more query, and only for a queue with due tasks.
                 latency=QueueInfo(name).latency if queue_counts.get("ready") else timedelta(0),
                 paused=name in paused,
-                succeeded=Chart("succeeded", start, per_minute.get((name, Status.SUCCEEDED), EMPTY)),
+                succeeded=Chart(
+                    "succeeded", start, per_minute.get((name, Status.SUCCEEDED), EMPTY)
+                ),
                 failed=Chart("failed", start, per_minute.get((name, Status.FAILED), EMPTY)),
             )
         )
@@ -243,8 +267,8 @@ def snapshot(now: datetime) -> Dashboard:
 
 
 def _counts(tasks: QuerySet[Task], now: datetime) -> dict[str, dict[str, int]]:
-    """Tasks per queue and state group: one grouped query per group, as the admin counts them, so each keeps
-    its index (a single query OR-ing the groups would scan the table on PostgreSQL)."""
+    """Tasks per queue and state group: one grouped query per group, as the admin counts them, so
+    each keeps its index (a single query OR-ing the groups would scan the table on PostgreSQL)."""
     counts: dict[str, dict[str, int]] = {}
     for key, (_, condition) in state_filters(now).items():
         for row in tasks.filter(condition).values("queue_name").annotate(n=Count("pk")).order_by():
@@ -253,7 +277,8 @@ def _counts(tasks: QuerySet[Task], now: datetime) -> dict[str, dict[str, int]]:
 
 
 def _per_minute(tasks: QuerySet[Task], start: datetime) -> dict[tuple[str, str], tuple[int, ...]]:
-    """Tasks that succeeded or failed for good, per queue, outcome and minute since `start` (the finished index)."""
+    """Tasks that succeeded or failed for good, per queue, outcome and minute since `start` (the
+    finished index)."""
     rows = (
         tasks.filter(status__in=[Status.SUCCEEDED, Status.FAILED], finished_at__gte=start)
         .annotate(minute=TruncMinute("finished_at", tzinfo=UTC))
@@ -264,18 +289,24 @@ def _per_minute(tasks: QuerySet[Task], start: datetime) -> dict[tuple[str, str],
     buckets: dict[tuple[str, str], list[int]] = {}
     for row in rows:
         index = int((row["minute"] - start).total_seconds() // 60)
-        if 0 <= index < MINUTES:  # not a task finished after `now` (a snapshot of the past, another host's clock)
+        if (
+            0 <= index < MINUTES
+        ):  # not a task finished after `now` (a snapshot of the past, another host's clock)
             buckets.setdefault((row["queue_name"], row["status"]), [0] * MINUTES)[index] += row["n"]
     return {key: tuple(counts) for key, counts in buckets.items()}
 
 
-def _workers(using: str, now: datetime, heartbeat_interval: float, dead_after: float) -> list[WorkerSnapshot]:
+def _workers(
+    using: str, now: datetime, heartbeat_interval: float, dead_after: float
+) -> list[WorkerSnapshot]:
     snapshots = []
     for process in WorkerProcess.objects.using(using).order_by("hostname", "name", "pid"):
         # The engine's own judgement of silence, so "late" here means what it means to the workers.
         liveness = Recovery(using, process.pk, heartbeat_interval, dead_after)
         age = max(now - process.heartbeat_at, timedelta(0))
-        snapshots.append(WorkerSnapshot(process, age, age > liveness.grace, age > timedelta(seconds=dead_after)))
+        snapshots.append(
+            WorkerSnapshot(process, age, age > liveness.grace, age > timedelta(seconds=dead_after))
+        )
     return snapshots
 
 
@@ -283,7 +314,9 @@ def _failures(tasks: QuerySet[Task]) -> list[Failure]:
     latest = (
         tasks.filter(status=Status.FAILED)
         .order_by("-finished_at", "-pk")
-        .only("pk", "queue_name", "task_path", "finished_at", "abandoned", "errors")[:LATEST_FAILURES]
+        .only("pk", "queue_name", "task_path", "finished_at", "abandoned", "errors")[
+            :LATEST_FAILURES
+        ]
     )
     return [Failure(task, error_line(task)) for task in latest]
 

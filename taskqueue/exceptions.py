@@ -8,8 +8,8 @@ class TaskQueueError(Exception):
 
 
 class DupeKeyExc(TaskQueueError):
-    """An unfinished task of this queue already has the dupe key. (Named as in django-task-queue, whose
-    queue-class API this app keeps.)"""
+    """An unfinished task of this queue already has the dupe key. (Named as in django-task-queue,
+    whose queue-class API this app keeps.)"""
 
 
 class DeserializationExc(TaskQueueError):
@@ -23,9 +23,9 @@ class SerializationError(TaskQueueError, TypeError):
 class Stopped(TaskQueueError):
     """Raised by a task that stops early because `stop_requested()` said so, from any front door.
 
-    If the task was cancelled (revoked), it ends cancelled; if its worker is shutting down, it goes back
-    to the queue without using up an attempt, and runs again from the start. Raised without a stop
-    request, it is an error like any other.
+    If the task was cancelled (revoked), it ends cancelled; if its worker is shutting down, it goes
+    back to the queue without using up an attempt, and runs again from the start. Raised without a
+    stop request, it is an error like any other.
     """
 
 
@@ -35,23 +35,25 @@ class UnknownTaskKind(TaskQueueError):
 
 class TimeLimitExceeded(TaskQueueError, TimeoutError):
     """Raised in a task that ran past its soft time limit (`timeout`, `soft_time_limit`, or
-    TASKQUEUE["DEFAULT_TIMEOUT"]); the task then fails or is retried by its rules. A task still running
-    TIMEOUT_GRACE later has its worker process ended, and the attempt is recorded with this error too."""
+    TASKQUEUE["DEFAULT_TIMEOUT"]); the task then fails or is retried by its rules. A task still
+    running TIMEOUT_GRACE later has its worker process ended, and the attempt is recorded with this
+    error too."""
 
 
 class UndeclaredTask(TaskQueueError, LookupError):
-    """A task path that no front door declared (see `taskqueue.engine.registry`): it is not imported and
-    does not run; a task row naming it fails, and a recurring task naming it is refused."""
+    """A task path that no front door declared (see `taskqueue.engine.registry`): it is not imported
+    and does not run; a task row naming it fails, and a recurring task naming it is refused."""
 
 
 class UndeclaredTaskResult(UndeclaredTask, TaskResultDoesNotExist):
-    """`get_result()` of a row whose task path no front door declared: to code written for django.tasks,
-    a result that does not exist (it could never be a complete TaskResult), to this app an UndeclaredTask."""
+    """`get_result()` of a row whose task path no front door declared: to code written for
+    django.tasks, a result that does not exist (it could never be a complete TaskResult), to this
+    app an UndeclaredTask."""
 
 
 class TaskModuleError(TaskQueueError, ImportError):
-    """A task module (an installed app's `tasks`, or one of TASKQUEUE["TASK_MODULES"]) failed to import:
-    a worker does not start without its tasks."""
+    """A task module (an installed app's `tasks`, or one of TASKQUEUE["TASK_MODULES"]) failed to
+    import: a worker does not start without its tasks."""
 
 
 class TaskFailed(TaskQueueError):
@@ -64,10 +66,12 @@ class TaskFailed(TaskQueueError):
 
 
 class TaskNoLongerWaiting(TaskQueueError):
-    """A worker claimed the task (or it finished) since its change form was read: saving would undo that."""
+    """A worker claimed the task (or it finished) since its change form was read: saving would undo
+    that."""
 
     def __init__(self, task_id: int) -> None:
         super().__init__(
-            f"Task {task_id} was not saved: a worker claimed it or it finished after this form was loaded, and "
-            "saving would have undone that. This is its state now; edit it again if it is still waiting."
+            f"Task {task_id} was not saved: a worker claimed it or it finished after this form "
+            "was loaded, and saving would have undone that. This is its state now; edit it again "
+            "if it is still waiting."
         )

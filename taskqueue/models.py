@@ -1,4 +1,5 @@
-"""The engine's tables: tasks (live and finished in one table) and the worker processes serving them."""
+"""The engine's tables: tasks (live and finished in one table) and the worker processes serving
+them."""
 
 from __future__ import annotations
 
@@ -31,7 +32,9 @@ class Task(models.Model):
     """
 
     kind = models.CharField(max_length=16)
-    task_path = models.CharField(max_length=255, help_text="Dotted path of the queue class or task function.")
+    task_path = models.CharField(
+        max_length=255, help_text="Dotted path of the queue class or task function."
+    )
     queue_name = models.CharField(max_length=100, default="default")
     payload = models.JSONField(default=dict, help_text="The arguments, as stored JSON.")
     note = models.TextField(blank=True, default="")
@@ -41,32 +44,51 @@ class Task(models.Model):
 
     enqueued_at = models.DateTimeField()
     run_at = models.DateTimeField(help_text="Not claimed before this time.")
-    started_at = models.DateTimeField(null=True, blank=True, help_text="When the current or last attempt started.")
+    started_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the current or last attempt started."
+    )
     finished_at = models.DateTimeField(null=True, blank=True)
 
     attempts = models.PositiveIntegerField(default=0, help_text="Attempts started and counted.")
     claims = models.PositiveIntegerField(
         default=0,
         db_default=0,
-        help_text="Times claimed. Each claim's writes are fenced on it, so a stale worker's write is dropped.",
+        help_text=(
+            "Times claimed. Each claim's writes are fenced on it, so a stale worker's write is "
+            "dropped."
+        ),
     )
     max_attempts = models.PositiveIntegerField(default=3)
     retry_abandoned = models.BooleanField(
-        default=True, help_text="Whether a task whose worker died is retried (while attempts remain)."
+        default=True,
+        help_text="Whether a task whose worker died is retried (while attempts remain).",
     )
-    abandoned = models.BooleanField(default=False, help_text="An attempt ended with its worker's death.")
+    abandoned = models.BooleanField(
+        default=False, help_text="An attempt ended with its worker's death."
+    )
     claimed_by = models.ForeignKey(
-        "WorkerProcess", null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+        "WorkerProcess",
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
     )
-    worker = models.CharField(max_length=255, blank=True, db_default="", help_text="The worker of the last attempt.")
+    worker = models.CharField(
+        max_length=255, blank=True, db_default="", help_text="The worker of the last attempt."
+    )
     cancel_requested = models.BooleanField(default=False, help_text="Asked to stop while running.")
 
     concurrency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001 - NULL: no limit
     concurrency_limit = models.PositiveSmallIntegerField(null=True, blank=True)
-    concurrency_duration = models.FloatField(null=True, blank=True, help_text="Seconds a slot is held at most.")
+    concurrency_duration = models.FloatField(
+        null=True, blank=True, help_text="Seconds a slot is held at most."
+    )
 
     return_value = models.JSONField(null=True, blank=True)
-    errors = models.JSONField(default=list, blank=True, help_text="One entry per failed or abandoned attempt.")
+    errors = models.JSONField(
+        default=list, blank=True, help_text="One entry per failed or abandoned attempt."
+    )
 
     class Meta:
         indexes = [
@@ -87,7 +109,9 @@ class Task(models.Model):
                 name="taskqueue_claim_any_queue",
                 condition=Q(status=Status.READY),
             ),
-            models.Index("claimed_by", name="taskqueue_running", condition=Q(status=Status.RUNNING)),
+            models.Index(
+                "claimed_by", name="taskqueue_running", condition=Q(status=Status.RUNNING)
+            ),
             # Slots in use and blocked tasks, per concurrency key.
             models.Index(
                 fields=["concurrency_key", "status"],
@@ -96,7 +120,11 @@ class Task(models.Model):
             ),
             # Pruning and the admin's counts of finished tasks. Partial, so the planner can never
             # mistake it for a way to find ready tasks (it did, on stale statistics).
-            models.Index(fields=["status", "finished_at"], name="taskqueue_finished", condition=Q(status__in=FINISHED)),
+            models.Index(
+                fields=["status", "finished_at"],
+                name="taskqueue_finished",
+                condition=Q(status__in=FINISHED),
+            ),
         ]
         constraints = [
             # Enforced by the database, so two processes racing cannot both enqueue the key.
@@ -139,8 +167,12 @@ class WorkerProcess(models.Model):
     # The operating system's start time of `pid` (clock ticks since boot): a pid reused by another
     # process after this one died does not pass for it.
     pid_started = models.BigIntegerField(null=True, blank=True)
-    threads_alive = models.PositiveSmallIntegerField(default=0, help_text="Worker threads alive at the last heartbeat.")
-    scheduler_alive = models.BooleanField(null=True, blank=True, help_text="Empty: this process runs no scheduler.")
+    threads_alive = models.PositiveSmallIntegerField(
+        default=0, help_text="Worker threads alive at the last heartbeat."
+    )
+    scheduler_alive = models.BooleanField(
+        null=True, blank=True, help_text="Empty: this process runs no scheduler."
+    )
 
     class Meta:
         verbose_name = "worker process"
@@ -164,22 +196,33 @@ class PausedQueue(models.Model):
 
 
 class RecurringTask(models.Model):
-    """A task enqueued on a cron schedule, from settings (static) or created at run time (dynamic)."""
+    """A task enqueued on a cron schedule, from settings (static) or created at run time
+    (dynamic)."""
 
     key = models.CharField(max_length=100, unique=True)
-    task_path = models.CharField(max_length=255, help_text="Queue class, django.tasks task or @shared_task.")
+    task_path = models.CharField(
+        max_length=255, help_text="Queue class, django.tasks task or @shared_task."
+    )
     schedule = models.CharField(max_length=100, help_text="Cron: 5 fields, or 6 with seconds last.")
     timezone = models.CharField(max_length=64, default="UTC")
-    args = models.JSONField(default=list, blank=True, help_text="Positional arguments (a queue class gets the first).")
+    args = models.JSONField(
+        default=list, blank=True, help_text="Positional arguments (a queue class gets the first)."
+    )
     kwargs = models.JSONField(default=dict, blank=True)
-    queue_name = models.CharField(max_length=100, blank=True, default="", help_text="Empty: the task's own.")
+    queue_name = models.CharField(
+        max_length=100, blank=True, default="", help_text="Empty: the task's own."
+    )
     priority = models.SmallIntegerField(null=True, blank=True, help_text="Empty: the task's own.")
     description = models.TextField(blank=True, default="")
     enabled = models.BooleanField(default=True)
-    static = models.BooleanField(default=False, help_text="Defined in settings (changes there win).")
+    static = models.BooleanField(
+        default=False, help_text="Defined in settings (changes there win)."
+    )
     created_at = models.DateTimeField()
     last_run_at = models.DateTimeField(null=True, blank=True, help_text="The last tick enqueued.")
-    last_error = models.TextField(blank=True, default="", help_text="Why the last tick could not be enqueued.")
+    last_error = models.TextField(
+        blank=True, default="", help_text="Why the last tick could not be enqueued."
+    )
     last_error_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
@@ -187,7 +230,8 @@ class RecurringTask(models.Model):
 
 
 class RecurringRun(models.Model):
-    """One tick of a recurring task. Unique per tick: however many schedulers run, one enqueues it."""
+    """One tick of a recurring task. Unique per tick: however many schedulers run, one enqueues
+    it."""
 
     recurring = models.ForeignKey(RecurringTask, on_delete=models.CASCADE, related_name="runs")
     scheduled_at = models.DateTimeField()

@@ -6,7 +6,8 @@
         task_queue.assert_enqueued(WelcomeEmailQueue)
         assert [run.state for run in task_queue.run_pending()] == ["succeeded"]
 
-Nothing of Django is imported until a test uses the fixture, so the plugin loads before Django is set up.
+Nothing of Django is imported until a test uses the fixture, so the plugin loads before Django is
+set up.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Front door 1: queue classes (`BaseQueue.add_task` / `process(task_info)`), as in django-task-queue.
+"""Front door 1: queue classes (`BaseQueue.add_task` / `process(task_info)`), as in
+django-task-queue.
 
 class EmailQueue(BaseQueue[Email]):
     queue_name = "email"
@@ -35,16 +36,20 @@ MAX_BACKOFF_SECONDS = 3600.0
 
 @dataclass(frozen=True)
 class Retry:
-    """Returned from `process`: run the task again at `when` (default: now), counting the attempt or not."""
+    """Returned from `process`: run the task again at `when` (default: now), counting the attempt or
+    not."""
 
     when: datetime | None = None
     count_attempt: bool = True
 
 
 class TaskInfo[T]:
-    """What `process` gets: the task's argument and facts, and whether its worker wants it to stop."""
+    """What `process` gets: the task's argument and facts, and whether its worker wants it to
+    stop."""
 
-    def __init__(self, task: ClaimedTask, queue: type[BaseQueue[T]], control: TaskControl | None = None) -> None:
+    def __init__(
+        self, task: ClaimedTask, queue: type[BaseQueue[T]], control: TaskControl | None = None
+    ) -> None:
         self._task = task
         self._queue = queue
         self._control = control
@@ -75,7 +80,10 @@ class TaskInfo[T]:
         return self._control is not None and self._control.stop_requested()
 
     def __repr__(self) -> str:
-        return f"<TaskInfo id={self.id} queue={self._queue.queue_name!r} attempt_count={self.attempt_count}>"
+        return (
+            f"<TaskInfo id={self.id} queue={self._queue.queue_name!r} "
+            f"attempt_count={self.attempt_count}>"
+        )
 
 
 class BaseQueue[T]:
@@ -84,7 +92,8 @@ class BaseQueue[T]:
     #: Queue the tasks go to; by default the class's own dotted path (each class is its own queue).
     queue_name: ClassVar[str]
     priority: ClassVar[int] = 0
-    #: Counted attempts a task may use when it is retried automatically (see retry_on, retry_abandoned).
+    #: Counted attempts a task may use when it is retried automatically (see retry_on,
+    #: retry_abandoned).
     max_attempts: ClassVar[int] = 3
     #: Exceptions that retry the task (with backoff) instead of failing it, while attempts remain.
     retry_on: ClassVar[tuple[type[BaseException], ...]] = ()
@@ -94,34 +103,46 @@ class BaseQueue[T]:
     retry_abandoned: ClassVar[bool] = True
     #: The dataclass arguments are stored as (JSON); by default the type argument of BaseQueue[T].
     arg_type: ClassVar[type | None] = None
-    #: Store arguments with pickle. Unpickling runs code: only where no one else can write the table.
+    #: Store arguments with pickle. Unpickling runs code: only where no one else can write the
+    #: table.
     pickle_args: ClassVar[bool] = False
-    #: A concurrency limit: a key over the argument ("account:{account_id}", or a callable taking the
-    #: argument's fields), at most `concurrency_limit` unfinished tasks per key, each slot held at most
-    #: `concurrency_duration` seconds; on conflict "wait" (blocked until a slot frees) or "discard".
+    #: A concurrency limit: a key over the argument ("account:{account_id}", or a callable taking
+    #: the argument's fields), at most `concurrency_limit` unfinished tasks per key, each slot held
+    #: at most `concurrency_duration` seconds; on conflict "wait" (blocked until a slot frees) or
+    #: "discard".
     concurrency_key: ClassVar[str | Callable[..., str] | None] = None
     concurrency_limit: ClassVar[int] = 1
     concurrency_duration: ClassVar[float] = 300.0
     on_conflict: ClassVar[str] = "wait"
-    #: Seconds a task may run: then TimeLimitExceeded is raised in it, and TASKQUEUE["TIMEOUT_GRACE"]
-    #: later its worker process is ended. None: TASKQUEUE["DEFAULT_TIMEOUT"].
+    #: Seconds a task may run: then TimeLimitExceeded is raised in it, and
+    #: TASKQUEUE["TIMEOUT_GRACE"] later its worker process is ended.
+    #: None: TASKQUEUE["DEFAULT_TIMEOUT"].
     timeout: ClassVar[float | None] = None
     _concurrency: ClassVar[ConcurrencyRule | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         backoff = cls.retry_backoff
-        if isinstance(backoff, bool) or not isinstance(backoff, int | float) or not 0 <= backoff < float("inf"):
-            raise TaskQueueError(f"{cls.path()}.retry_backoff must be finite seconds >= 0, not {backoff!r}.")
+        if (
+            isinstance(backoff, bool)
+            or not isinstance(backoff, int | float)
+            or not 0 <= backoff < float("inf")
+        ):
+            raise TaskQueueError(
+                f"{cls.path()}.retry_backoff must be finite seconds >= 0, not {backoff!r}."
+            )
         if cls.timeout is not None and not seconds(cls.timeout):
-            raise TaskQueueError(f"{cls.path()}.timeout must be None or positive seconds, not {cls.timeout!r}.")
+            raise TaskQueueError(
+                f"{cls.path()}.timeout must be None or positive seconds, not {cls.timeout!r}."
+            )
         registry.declare(KIND, cls.__module__, cls.__qualname__)
         if "queue_name" not in cls.__dict__:
             cls.queue_name = cls.path()
         if cls.arg_type is None:
             cls.arg_type = _declared_dataclass(cls)
-        cls._concurrency = concurrency_rule(cls.concurrency_key, cls.concurrency_limit, cls.concurrency_duration,
-                                            cls.on_conflict)  # fmt: skip
+        cls._concurrency = concurrency_rule(
+            cls.concurrency_key, cls.concurrency_limit, cls.concurrency_duration, cls.on_conflict
+        )
 
     @classmethod
     def path(cls) -> str:
@@ -137,7 +158,9 @@ class BaseQueue[T]:
 
     @classmethod
     def process(cls, task_info: TaskInfo[T]) -> Retry | None:
-        raise NotImplementedError(f"{cls.path()} must override the classmethod process(cls, task_info).")
+        raise NotImplementedError(
+            f"{cls.path()} must override the classmethod process(cls, task_info)."
+        )
 
     @classmethod
     def add_task(
@@ -160,13 +183,22 @@ class BaseQueue[T]:
         priority: int | None = None,
         first_attempt_datetime: datetime | None = None,
     ) -> list[TaskInfo[T]]:
-        """Enqueue many arguments with multi-row inserts: all are stored, or (on any bad one) none."""
+        """Enqueue many arguments with multi-row inserts: all are stored, or (on any bad one)
+        none."""
         specs = [cls._spec(arg, note, priority, first_attempt_datetime, None) for arg in args]
-        return [cls._info(task_id, spec) for task_id, spec in zip(enqueue_many(specs), specs, strict=True)]
+        return [
+            cls._info(task_id, spec)
+            for task_id, spec in zip(enqueue_many(specs), specs, strict=True)
+        ]
 
     @classmethod
     def _spec(
-        cls, arg: T, note: str | None, priority: int | None, run_at: datetime | None, dupe_key: str | None
+        cls,
+        arg: T,
+        note: str | None,
+        priority: int | None,
+        run_at: datetime | None,
+        dupe_key: str | None,
     ) -> TaskSpec:
         if "<locals>" in cls.__qualname__:
             raise TaskQueueError(
@@ -184,7 +216,9 @@ class BaseQueue[T]:
             dupe_key=dupe_key,
             max_attempts=cls.max_attempts,
             retry_abandoned=cls.retry_abandoned,
-            concurrency=cls._concurrency.resolve([], single_argument(arg)) if cls._concurrency else None,
+            concurrency=cls._concurrency.resolve([], single_argument(arg))
+            if cls._concurrency
+            else None,
         )
 
     @classmethod
@@ -206,7 +240,9 @@ class BaseQueue[T]:
     @classmethod
     def count(cls) -> int:
         """Tasks of this queue class waiting to run (ready or scheduled)."""
-        return Task.objects.filter(queue_name=cls.queue_name, task_path=cls.path(), status=Status.READY).count()
+        return Task.objects.filter(
+            queue_name=cls.queue_name, task_path=cls.path(), status=Status.READY
+        ).count()
 
 
 def _declared_dataclass(cls: type) -> type | None:
@@ -218,12 +254,15 @@ def _declared_dataclass(cls: type) -> type | None:
 
 
 def backoff_delay(queue: type[BaseQueue[Any]], attempts: int) -> timedelta:
-    return timedelta(seconds=min(queue.retry_backoff * 2 ** max(attempts - 1, 0), MAX_BACKOFF_SECONDS))
+    return timedelta(
+        seconds=min(queue.retry_backoff * 2 ** max(attempts - 1, 0), MAX_BACKOFF_SECONDS)
+    )
 
 
 @dataclass(frozen=True)
 class QueueAttempt:
-    """One attempt of a queue class's task: `process(task_info)`, retried on `retry_on` with backoff."""
+    """One attempt of a queue class's task: `process(task_info)`, retried on `retry_on` with
+    backoff."""
 
     queue: type[BaseQueue[Any]]
     task: ClaimedTask
@@ -234,7 +273,11 @@ class QueueAttempt:
         return RunAgain(answer.when, answer.count_attempt) if isinstance(answer, Retry) else None
 
     def retry_delay(self, error: BaseException) -> timedelta | None:
-        return backoff_delay(self.queue, self.task.attempts) if isinstance(error, self.queue.retry_on) else None
+        return (
+            backoff_delay(self.queue, self.task.attempts)
+            if isinstance(error, self.queue.retry_on)
+            else None
+        )
 
     def time_limits(self) -> tuple[float | None, float | None]:
         return self.queue.timeout, None
@@ -252,7 +295,9 @@ def prepare(task: ClaimedTask, control: TaskControl) -> QueueAttempt:
 
 def enqueue_scheduled(queue: type[BaseQueue[Any]], run: Scheduled) -> int:
     """A recurring run: the schedule's first argument is the task's argument."""
-    return queue.add_task(run.args[0] if run.args else None, note=run.note, priority=run.priority).id
+    return queue.add_task(
+        run.args[0] if run.args else None, note=run.note, priority=run.priority
+    ).id
 
 
 executors.register(FrontDoor(KIND, prepare, enqueue_scheduled))

@@ -10,8 +10,9 @@
 
 `run_pending` runs what is waiting in this process, through the worker's own claim, start, run and
 record path (retries, concurrency keys and signals included), so a test sees what a worker would do.
-With pytest, `pytest_plugins = ["taskqueue.pytest_plugin"]` in a conftest (or `-p taskqueue.pytest_plugin`)
-adds the `task_queue` fixture, which gives a test these helpers on pytest-django's test database.
+With pytest, `pytest_plugins = ["taskqueue.pytest_plugin"]` in a conftest (or
+`-p taskqueue.pytest_plugin`) adds the `task_queue` fixture, which gives a test these helpers on
+pytest-django's test database.
 """
 
 from __future__ import annotations
@@ -29,7 +30,15 @@ from django.utils.json import normalize_json
 from taskqueue.engine import liveness
 from taskqueue.engine.claim import Claimer, Selector
 from taskqueue.engine.executors import TaskControl
-from taskqueue.engine.outcomes import Cancelled, Failed, Outcome, Recorder, RetryLater, Start, Succeeded
+from taskqueue.engine.outcomes import (
+    Cancelled,
+    Failed,
+    Outcome,
+    Recorder,
+    RetryLater,
+    Start,
+    Succeeded,
+)
 from taskqueue.engine.running import run_task
 from taskqueue.exceptions import DeserializationExc
 from taskqueue.models import Status, Task
@@ -60,8 +69,8 @@ def run_pending(
     retention: float = 3600.0,
     control: TaskControl | None = None,
 ) -> list[TaskRun]:
-    """Run the tasks waiting in `queues` (selectors, as the worker takes them) until none is due, and
-    return what each attempt came to. A task retried with no wait runs again in the same call.
+    """Run the tasks waiting in `queues` (selectors, as the worker takes them) until none is due,
+    and return what each attempt came to. A task retried with no wait runs again in the same call.
 
     `include_scheduled`: also run the tasks scheduled for later (they are made due now). A loop of
     retries longer than `max_runs` attempts raises AssertionError rather than spin. `control`: the
@@ -87,7 +96,9 @@ def run_pending(
             if control.worker_stopping.is_set():
                 break
             if len(runs) > max_runs:
-                raise AssertionError(f"run_pending ran {len(runs)} attempts and tasks are still due: a retry loop?")
+                raise AssertionError(
+                    f"run_pending ran {len(runs)} attempts and tasks are still due: a retry loop?"
+                )
             if include_scheduled:
                 _bring_forward(using, selectors)
     finally:
@@ -99,7 +110,11 @@ def _bring_forward(using: str, selectors: list[str]) -> None:
     now = timezone.now()
     waiting = Task.objects.using(using).filter(status=Status.READY, run_at__gt=now)
     if "*" not in selectors:
-        ids = [task.pk for task in waiting.only("pk", "queue_name") if _selected(task.queue_name, selectors)]
+        ids = [
+            task.pk
+            for task in waiting.only("pk", "queue_name")
+            if _selected(task.queue_name, selectors)
+        ]
         waiting = Task.objects.using(using).filter(pk__in=ids)
     waiting.update(run_at=now)
 
@@ -107,7 +122,11 @@ def _bring_forward(using: str, selectors: list[str]) -> None:
 def _selected(queue_name: str, selectors: Iterable[str]) -> bool:
     for selector in map(Selector, selectors):
         text = selector.text
-        if text == "*" or text == queue_name or (text.endswith("*") and queue_name.startswith(text[:-1])):
+        if (
+            text == "*"
+            or text == queue_name
+            or (text.endswith("*") and queue_name.startswith(text[:-1]))
+        ):
             return True
     return False
 
@@ -120,13 +139,19 @@ def task_run(outcome: Outcome) -> TaskRun:
         error = f"{outcome.error.exc_class}: {outcome.error.message}" if outcome.error else ""
         return TaskRun(task.id, task.task_path, "retry", error=error)
     if isinstance(outcome, Failed):
-        return TaskRun(task.id, task.task_path, "failed", error=f"{outcome.error.exc_class}: {outcome.error.message}")
+        return TaskRun(
+            task.id,
+            task.task_path,
+            "failed",
+            error=f"{outcome.error.exc_class}: {outcome.error.message}",
+        )
     assert isinstance(outcome, Cancelled)
     return TaskRun(task.id, task.task_path, "cancelled")
 
 
 def task_path(task: Any) -> str:
-    """The stored path of a queue class, a django.tasks Task, a @shared_task, or a path given as text."""
+    """The stored path of a queue class, a django.tasks Task, a @shared_task, or a path given as
+    text."""
     if isinstance(task, str):
         return task
     if isinstance(task, type):
@@ -141,21 +166,30 @@ def task_path(task: Any) -> str:
 _ANY = object()
 
 
-def enqueued(task: Any, *, arg: Any = _ANY, args: Any = _ANY, kwargs: Any = _ANY, **filters: Any) -> list[Task]:
-    """The waiting (ready, scheduled or blocked) rows of `task`, oldest first: queue class, django.tasks
-    task, @shared_task or dotted path. `arg` (queue classes) and `args` / `kwargs` (the others) match
-    the stored arguments, as JSON gives them back (tuples as lists); other keywords filter the rows
-    (`queue_name="email"`, `priority=5`, `status=...`: then not only waiting ones)."""
+def enqueued(
+    task: Any, *, arg: Any = _ANY, args: Any = _ANY, kwargs: Any = _ANY, **filters: Any
+) -> list[Task]:
+    """The waiting (ready, scheduled or blocked) rows of `task`, oldest first: queue class,
+    django.tasks task, @shared_task or dotted path. `arg` (queue classes) and `args` / `kwargs` (the
+    others) match the stored arguments, as JSON gives them back (tuples as lists); other keywords
+    filter the rows (`queue_name="email"`, `priority=5`, `status=...`: then not only waiting
+    ones)."""
     rows = Task.objects.using(router.db_for_read(Task)).filter(task_path=task_path(task))
     if "status" not in filters and "status__in" not in filters:
         rows = rows.filter(status__in=WAITING)
-    wanted = {name: value for name, value in (("arg", arg), ("args", args), ("kwargs", kwargs)) if value is not _ANY}
+    wanted = {
+        name: value
+        for name, value in (("arg", arg), ("args", args), ("kwargs", kwargs))
+        if value is not _ANY
+    }
     return [row for row in rows.filter(**filters).order_by("id") if _matches(task, row, wanted)]
 
 
 def _matches(task: Any, row: Task, wanted: dict[str, Any]) -> bool:
     for name, value in wanted.items():
-        if name == "arg" and callable(getattr(task, "codec", None)):  # a queue class: its own decoding
+        if name == "arg" and callable(
+            getattr(task, "codec", None)
+        ):  # a queue class: its own decoding
             try:
                 if task.codec().decode(row.payload) != value:
                     return False
@@ -176,8 +210,8 @@ def assert_enqueued(task: Any, count: int | None = None, **filters: Any) -> list
     if (count is None and not found) or (count is not None and len(found) != count):
         wanted = "some" if count is None else str(count)
         raise AssertionError(
-            f"Expected {wanted} waiting task(s) of {task_path(task)} matching {filters or 'anything'}, "
-            f"found {len(found)}. Waiting: {_describe(enqueued(task))}"
+            f"Expected {wanted} waiting task(s) of {task_path(task)} matching "
+            f"{filters or 'anything'}, found {len(found)}. Waiting: {_describe(enqueued(task))}"
         )
     return found
 
@@ -186,7 +220,9 @@ def assert_not_enqueued(task: Any, **filters: Any) -> None:
     """Fail if `task` has a waiting row matching `filters`."""
     found = enqueued(task, **filters)
     if found:
-        raise AssertionError(f"Expected no waiting task of {task_path(task)} matching {filters}: {_describe(found)}")
+        raise AssertionError(
+            f"Expected no waiting task of {task_path(task)} matching {filters}: {_describe(found)}"
+        )
 
 
 def _describe(rows: list[Task]) -> str:

@@ -1,4 +1,5 @@
-"""A real browser for tests: Debian's chromium driven by Playwright; skipped, saying why, where missing."""
+"""A real browser for tests: Debian's chromium driven by Playwright; skipped, saying why, where
+missing."""
 
 from __future__ import annotations
 
@@ -26,19 +27,32 @@ CHROMIUM_ARGS = [
 @pytest.fixture
 def page(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
     if not CHROMIUM.exists():
-        pytest.skip(f"no chromium at {CHROMIUM}: `make test` installs Debian's chromium where it can (apt-get)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in requirements-dev.txt")
-    # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are still synchronous.
+        pytest.skip(
+            f"no chromium at {CHROMIUM}: `make test` installs Debian's chromium where it can "
+            "(apt-get)"
+        )
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="playwright is in requirements-dev.txt"
+    )
+    # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are still
+    # synchronous.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
         context = browser.new_context(viewport={"width": 1280, "height": 900})
         context.set_default_timeout(15_000)
         page = context.new_page()
-        # Every browser test also proves the pages it visits run under the site's Content-Security-Policy.
+        # Every browser test also proves the pages it visits run under the site's
+        # Content-Security-Policy.
         blocked: list[str] = []
-        page.on("console", lambda message: blocked.append(message.text) if "Content Security Policy" in message.text
-                else None)  # fmt: skip
+        page.on(
+            "console",
+            lambda message: (
+                blocked.append(message.text) if "Content Security Policy" in message.text else None
+            ),
+        )
         try:
             yield page
         finally:
@@ -49,8 +63,8 @@ def page(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
 
 
 def close_connections_of_this_context() -> None:
-    """While Playwright runs, Django's connections belong to its event loop's context, which no later
-    test can reach to close; left open, they go stale when a test restarts PostgreSQL."""
+    """While Playwright runs, Django's connections belong to its event loop's context, which no
+    later test can reach to close; left open, they go stale when a test restarts PostgreSQL."""
     for connection in connections.all(initialized_only=True):
         if not connection.in_atomic_block:
             connection.close()

@@ -21,13 +21,15 @@ from scripts.pgcluster import free_port
 from taskqueue.engine.executors import TaskControl
 from taskqueue.testing import run_pending
 
-# The `page` and `smtp_server` fixtures, and the queue's own `task_queue` (taskqueue.testing's helpers).
+# The `page` and `smtp_server` fixtures, and the queue's own `task_queue` (taskqueue.testing's
+# helpers).
 pytest_plugins = ["tests.browser", "tests.smtp", "taskqueue.pytest_plugin"]
 
 PROJECT = Path(__file__).resolve().parent.parent
 # What child processes keep of this process's environment: not the settings test_settings put there.
 INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV", "PYENV_VERSION")
-# The worker processes the tests start run the test suite's task modules too (only declared tasks run).
+# The worker processes the tests start run the test suite's task modules too (only declared tasks
+# run).
 TASK_MODULES = ",".join(TEST_TASK_MODULES)
 PRODUCTION_SECRET = "p9Zk2v-production-like-secret-4f8dJq7xWm1Lr5Tn3Hb6Yc0Ga8Se2Ku7Vo9Pi4"
 
@@ -35,7 +37,11 @@ PRODUCTION_SECRET = "p9Zk2v-production-like-secret-4f8dJq7xWm1Lr5Tn3Hb6Yc0Ga8Se2
 @pytest.fixture
 def production_env(tmp_path: Path) -> dict[str, str]:
     """A production-like environment for processes that load the real settings (config.settings)."""
-    env = {key: value for key, value in os.environ.items() if key in INHERITED or key.startswith("TEST_PG_")}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key in INHERITED or key.startswith("TEST_PG_")
+    }
     env |= {
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "ENV_FILE": "",
@@ -54,14 +60,16 @@ def production_env(tmp_path: Path) -> dict[str, str]:
 
 @pytest.fixture(autouse=True)
 def tasks_really_enqueued(settings) -> None:
-    """config/test_settings.py shows CELERY_TASK_ALWAYS_EAGER as users set it; these tests enqueue for real."""
+    """config/test_settings.py shows CELERY_TASK_ALWAYS_EAGER as users set it; these tests enqueue
+    for real."""
     settings.CELERY_TASK_ALWAYS_EAGER = False
     settings.CELERY_TASK_EAGER_PROPAGATES = False
 
 
 @pytest.fixture(autouse=True)
 def fresh_rate_limits() -> Iterator[None]:
-    """The forms' rate limits count in the cache: each test starts with none of the posts before it."""
+    """The forms' rate limits count in the cache: each test starts with none of the posts before
+    it."""
     from django.core.cache import cache
 
     cache.clear()
@@ -77,10 +85,17 @@ def record_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
-def manage(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def manage(
+    *args: str, env: dict[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """Run `manage.py` in a child process, as an operator would."""
     return subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=PROJECT, env=env, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "manage.py", *args],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -89,12 +104,17 @@ def manage(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.C
 READY_BUDGET = 180.0
 
 
-def wait_for_http(url: str, timeout: float = READY_BUDGET, process: subprocess.Popen | None = None) -> None:
-    """Wait until something answers at `url`; fail at once if `process` (the server) exits meanwhile."""
+def wait_for_http(
+    url: str, timeout: float = READY_BUDGET, process: subprocess.Popen | None = None
+) -> None:
+    """Wait until something answers at `url`; fail at once if `process` (the server) exits
+    meanwhile."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise AssertionError(f"The server exited with {process.returncode} before answering at {url}")
+            raise AssertionError(
+                f"The server exited with {process.returncode} before answering at {url}"
+            )
         try:
             urllib.request.urlopen(url, timeout=2)
             return
@@ -107,12 +127,17 @@ def wait_for_http(url: str, timeout: float = READY_BUDGET, process: subprocess.P
 
 @pytest.fixture
 def gunicorn(production_env: dict[str, str]) -> Iterator[callable]:
-    """Start gunicorn with the project's gunicorn.conf.py on a free loopback port; stopped after the test."""
+    """Start gunicorn with the project's gunicorn.conf.py on a free loopback port; stopped after the
+    test."""
     started: list[subprocess.Popen[bytes]] = []
 
     def start(**env_overrides: str) -> str:
         port = free_port()
-        env = production_env | {"HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "1"} | env_overrides
+        env = (
+            production_env
+            | {"HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "1"}
+            | env_overrides
+        )
         process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "config.wsgi"],
             cwd=PROJECT,
@@ -142,8 +167,15 @@ def drain(db) -> Callable[..., int]:
 
     With a `control` whose worker is stopping, it stops after one batch, as a worker would."""
 
-    def run(*selectors: str, batch: int = 10, retention: float = 3600, control: TaskControl | None = None) -> int:
-        return len(run_pending(list(selectors) or ["*"], batch=batch, retention=retention, control=control))
+    def run(
+        *selectors: str,
+        batch: int = 10,
+        retention: float = 3600,
+        control: TaskControl | None = None,
+    ) -> int:
+        return len(
+            run_pending(list(selectors) or ["*"], batch=batch, retention=retention, control=control)
+        )
 
     return run
 
@@ -171,7 +203,8 @@ def wait_until(condition: Callable[[], bool], timeout: float, message: str) -> N
 
 
 class WorkerProcesses:
-    """Starts `manage.py taskqueue_worker` processes on the test database; ends those still running."""
+    """Starts `manage.py taskqueue_worker` processes on the test database; ends those still
+    running."""
 
     def __init__(self, env: dict[str, str], log_dir: Path) -> None:
         self.env = env
@@ -187,7 +220,8 @@ class WorkerProcesses:
                 env=self.env | env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: children of a supervisor end with it
+                # its own process group: children of a supervisor end with it
+                start_new_session=True,
             )
         process.log_path = log_path  # type: ignore[attr-defined]
         self.started.append(process)
@@ -213,7 +247,11 @@ class WorkerProcesses:
 
 @pytest.fixture
 def workers(transactional_db, tmp_path: Path, record_file: Path) -> Iterator[WorkerProcesses]:
-    env = {key: value for key, value in os.environ.items() if key in INHERITED or key.startswith("TEST_PG_")}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key in INHERITED or key.startswith("TEST_PG_")
+    }
     env |= {
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "ENV_FILE": "",

@@ -1,4 +1,5 @@
-"""A real SMTP server on loopback (aiosmtpd) that tests can stop, start again, and make refuse mail."""
+"""A real SMTP server on loopback (aiosmtpd) that tests can stop, start again, and make refuse
+mail."""
 
 from __future__ import annotations
 
@@ -17,13 +18,16 @@ from scripts.pgcluster import free_port
 
 
 class Mailbox:
-    """aiosmtpd's handler: keeps what it accepts; refuses recipients the test names, permanently or for now."""
+    """aiosmtpd's handler: keeps what it accepts; refuses recipients the test names, permanently or
+    for now."""
 
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
         self.refused: dict[str, str] = {}
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str, options) -> str:
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options
+    ) -> str:
         if address in self.refused:
             return self.refused[address]
         envelope.rcpt_tos.append(address)

@@ -1,5 +1,5 @@
-"""A small rate limit for the site's forms: at most N posts per period per client (and per account name
-where the form has one), counted in Django's cache.
+"""A small rate limit for the site's forms: at most N posts per period per client (and per account
+name where the form has one), counted in Django's cache.
 
 The forms that send mail or try passwords (sign-up, contact, password reset, log in) are what an
 attacker scripts: without a limit, one visitor can mail any address over and over or guess passwords
@@ -67,10 +67,13 @@ PERIODS = {"s": 1, "m": 60, "h": 3600}
 
 
 def parse_rate(rate: str) -> tuple[int, int]:
-    """ "5/h" as (5, 3600). Raises ValueError for anything else (checked at start-up, see apps.core.checks)."""
+    """ "5/h" as (5, 3600). Raises ValueError for anything else (checked at start-up, see
+    apps.core.checks)."""
     count, _, unit = rate.partition("/")
     if not count.isdigit() or int(count) < 1 or unit not in PERIODS:
-        raise ValueError(f"{rate!r} is not a rate: write it as N/s, N/m or N/h with N of 1 or more.")
+        raise ValueError(
+            f"{rate!r} is not a rate: write it as N/s, N/m or N/h with N of 1 or more."
+        )
     return int(count), PERIODS[unit]
 
 

@@ -36,7 +36,9 @@ class QueuedPasswordResetForm(PasswordResetForm):
     """Django's password-reset form, whose email a worker sends: the page answers at once, and the
     same for an address with no account, so timing tells nothing either."""
 
-    def send_mail(self, subject_template_name: str, email_template_name: str, context: dict, *args, **kwargs) -> None:
+    def send_mail(
+        self, subject_template_name: str, email_template_name: str, context: dict, *args, **kwargs
+    ) -> None:
         user = context["user"]
         # One waiting email per account, however often the form is sent: the link it gets is fresh.
         with contextlib.suppress(DupeKeyExc):

@@ -2,7 +2,8 @@ from django.db import models
 
 
 class ContactMessage(models.Model):
-    """A message sent through the contact form, kept whether or not its notification email got out."""
+    """A message sent through the contact form, kept whether or not its notification email got
+    out."""
 
     name = models.CharField(max_length=100)
     email = models.EmailField()

@@ -22,7 +22,8 @@ class WelcomeEmail:
 
 
 class WelcomeEmailQueue(BaseQueue[WelcomeEmail]):
-    """A queue class: the welcome email of a new account, retried while the mail server is unreachable."""
+    """A queue class: the welcome email of a new account, retried while the mail server is
+    unreachable."""
 
     queue_name = "email"
     max_attempts = 5
@@ -69,7 +70,9 @@ class PasswordResetEmailQueue(BaseQueue[PasswordResetEmail]):
             "uid": urlsafe_base64_encode(force_bytes(user.pk)),
             "token": default_token_generator.make_token(user),
         }
-        send_templated_email("password_reset", context, to=[getattr(user, user.get_email_field_name())])
+        send_templated_email(
+            "password_reset", context, to=[getattr(user, user.get_email_field_name())]
+        )
 
 
 @shared_task(queue="email", autoretry_for=(TransientEmailError,), retry_backoff=2, max_retries=4)

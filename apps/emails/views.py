@@ -13,7 +13,8 @@ from apps.emails.tasks import WelcomeEmail, WelcomeEmailQueue, notify_team_of_co
 
 @method_decorator(rate_limited("signup"), name="dispatch")
 class SignUpView(CreateView):
-    """Create an account and queue its welcome email: the page answers without waiting for the mail server."""
+    """Create an account and queue its welcome email: the page answers without waiting for the mail
+    server."""
 
     form_class = SignUpForm
     template_name = "emails/signup.html"
@@ -23,9 +24,14 @@ class SignUpView(CreateView):
         # One transaction: the account and its welcome email exist together or not at all.
         with transaction.atomic():
             user = self.object = form.save()
-            WelcomeEmailQueue.add_task(WelcomeEmail(user.pk), note=user.email, dupe_key=f"welcome-{user.pk}")
+            WelcomeEmailQueue.add_task(
+                WelcomeEmail(user.pk), note=user.email, dupe_key=f"welcome-{user.pk}"
+            )
         login(self.request, user)
-        messages.success(self.request, f"Welcome, {user.username}! A welcome email is on its way to {user.email}.")
+        messages.success(
+            self.request,
+            f"Welcome, {user.username}! A welcome email is on its way to {user.email}.",
+        )
         return HttpResponseRedirect(self.get_success_url())
 
 
@@ -41,5 +47,7 @@ class ContactView(CreateView):
         with transaction.atomic():
             response = super().form_valid(form)
             notify_team_of_contact.delay(self.object.pk)
-        messages.success(self.request, "Thank you: your message reached us, and the team is being told.")
+        messages.success(
+            self.request, "Thank you: your message reached us, and the team is being told."
+        )
         return response

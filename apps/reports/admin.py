@@ -1,4 +1,5 @@
-"""Reports in the admin: what operators need to help a user, read-only (users request reports, workers build them)."""
+"""Reports in the admin: what operators need to help a user, read-only (users request reports,
+workers build them)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,20 @@ class ReportAdmin(admin.ModelAdmin):
     search_fields = ["owner__username", "owner__email", "task_id"]
     date_hierarchy = "created_at"
     fields = [
-        "owner", "year", "months", "status", "progress", "cancel_requested", "queue_task", "error",
-        "csv_file", "chart", "created_at", "started_at", "finished_at",
-    ]  # fmt: skip
+        "owner",
+        "year",
+        "months",
+        "status",
+        "progress",
+        "cancel_requested",
+        "queue_task",
+        "error",
+        "csv_file",
+        "chart",
+        "created_at",
+        "started_at",
+        "finished_at",
+    ]
     readonly_fields = fields
 
     def has_add_permission(self, request: HttpRequest) -> bool:

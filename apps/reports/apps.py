@@ -15,5 +15,7 @@ class ReportsConfig(AppConfig):
         from apps.reports.signals import delete_report_files, finish_ended_build
         from taskqueue.signals import task_ended
 
-        post_delete.connect(delete_report_files, sender=Report, dispatch_uid="reports.delete_report_files")
+        post_delete.connect(
+            delete_report_files, sender=Report, dispatch_uid="reports.delete_report_files"
+        )
         task_ended.connect(finish_ended_build, dispatch_uid="reports.finish_ended_build")

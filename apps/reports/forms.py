@@ -25,10 +25,14 @@ class ReportForm(forms.ModelForm):
         min_value=FIRST_YEAR,
         max_value=LAST_YEAR,
         initial=last_year,
-        help_text=f"Any year from {FIRST_YEAR} to {LAST_YEAR}: the demo's sales figures are made up.",
+        help_text=f"Any year from {FIRST_YEAR} to {LAST_YEAR}: the demo's sales figures "
+        "are made up.",
     )
     months = forms.IntegerField(
-        min_value=1, max_value=12, initial=12, help_text="How many months from January: 1 (January only) to 12."
+        min_value=1,
+        max_value=12,
+        initial=12,
+        help_text="How many months from January: 1 (January only) to 12.",
     )
 
     class Meta:
@@ -40,7 +44,8 @@ class ReportForm(forms.ModelForm):
         owner = self.instance.owner
         if owner.reports.filter(status__in=Report.ACTIVE).count() >= MAX_ACTIVE_REPORTS:
             raise forms.ValidationError(
-                "You already have %(count)d reports in progress: wait for one to finish, or cancel one.",
+                "You already have %(count)d reports in progress: wait for one to finish, or "
+                "cancel one.",
                 code="too_many_active",
                 params={"count": MAX_ACTIVE_REPORTS},
             )

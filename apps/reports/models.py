@@ -36,15 +36,25 @@ class Report(models.Model):
 
     ACTIVE = (Status.QUEUED, Status.RUNNING)
 
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reports")
-    year = models.PositiveSmallIntegerField(validators=[MinValueValidator(FIRST_YEAR), MaxValueValidator(LAST_YEAR)])
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reports"
+    )
+    year = models.PositiveSmallIntegerField(
+        validators=[MinValueValidator(FIRST_YEAR), MaxValueValidator(LAST_YEAR)]
+    )
     months = models.PositiveSmallIntegerField(
-        default=12, validators=[MinValueValidator(1), MaxValueValidator(12)], help_text="January through this month."
+        default=12,
+        validators=[MinValueValidator(1), MaxValueValidator(12)],
+        help_text="January through this month.",
     )
     status = models.CharField(max_length=10, choices=Status, default=Status.QUEUED)
     progress = models.PositiveSmallIntegerField(default=0, help_text="Percent done, 0 to 100.")
-    cancel_requested = models.BooleanField(default=False, help_text="The owner asked to stop the build.")
-    task_id = models.CharField(max_length=64, blank=True, help_text="The id of the build's task in the queue.")
+    cancel_requested = models.BooleanField(
+        default=False, help_text="The owner asked to stop the build."
+    )
+    task_id = models.CharField(
+        max_length=64, blank=True, help_text="The id of the build's task in the queue."
+    )
     csv_file = models.FileField("CSV file", upload_to=report_file_path, blank=True)
     chart = models.FileField(upload_to=report_file_path, blank=True)
     error = models.TextField(blank=True, help_text="What the owner is told when the build fails.")
@@ -56,7 +66,9 @@ class Report(models.Model):
         ordering = ["-created_at", "-pk"]
         indexes = [models.Index(fields=["owner", "-created_at"], name="reports_owner_newest_first")]
         constraints = [
-            models.CheckConstraint(condition=models.Q(progress__lte=100), name="reports_progress_at_most_100"),
+            models.CheckConstraint(
+                condition=models.Q(progress__lte=100), name="reports_progress_at_most_100"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -77,7 +89,9 @@ class Report(models.Model):
     @property
     def status_label(self) -> str:
         """The status as the owner reads it, "Cancelling…" included (a request, not a status)."""
-        return "Cancelling…" if self.is_active and self.cancel_requested else self.get_status_display()
+        return (
+            "Cancelling…" if self.is_active and self.cancel_requested else self.get_status_display()
+        )
 
     def download_name(self, extension: str) -> str:
         return f"sales-{self.year}-{self.months:02d}m.{extension}"
@@ -92,7 +106,8 @@ class Report(models.Model):
         return bool(moved)
 
     def start(self) -> bool:
-        """Queued (or running, when a crashed attempt is retried) to running; False if it must not run."""
+        """Queued (or running, when a crashed attempt is retried) to running; False if it must not
+        run."""
         return self._move(
             models.Q(status__in=self.ACTIVE, cancel_requested=False),
             status=self.Status.RUNNING,
@@ -102,7 +117,12 @@ class Report(models.Model):
 
     def requeue(self) -> bool:
         """Back to queued, for another attempt (its worker stopped before it was done)."""
-        return self._move(models.Q(status=self.Status.RUNNING), status=self.Status.QUEUED, progress=0, started_at=None)
+        return self._move(
+            models.Q(status=self.Status.RUNNING),
+            status=self.Status.QUEUED,
+            progress=0,
+            started_at=None,
+        )
 
     def finish(self, status: Status, error: str = "") -> bool:
         changes: dict[str, Any] = {"status": status, "error": error, "finished_at": timezone.now()}

@@ -19,10 +19,12 @@ def delete_report_files(sender: type[Report], instance: Report, **kwargs: Any) -
             transaction.on_commit(partial(file.storage.delete, file.name))
 
 
-def finish_ended_build(sender: type, task_id: int, task_path: str, state: str, **kwargs: Any) -> None:
-    """taskqueue's task_ended: a build cancelled before it started, cancelled by an operator, or out of
-    attempts after its workers died ends without reaching the report's own code, whose page would then
-    say "queued" forever. Finish such a report as the task ended."""
+def finish_ended_build(
+    sender: type, task_id: int, task_path: str, state: str, **kwargs: Any
+) -> None:
+    """taskqueue's task_ended: a build cancelled before it started, cancelled by an operator, or out
+    of attempts after its workers died ends without reaching the report's own code, whose page would
+    then say "queued" forever. Finish such a report as the task ended."""
     from apps.reports.tasks import ENDED_UNEXPECTEDLY, build_report
 
     if task_path != build_report.module_path or state == Status.SUCCEEDED:

@@ -1,6 +1,6 @@
 """The report build, a `django.tasks` task that the task queue's worker runs, and what the web side
-does with it: enqueue it and cancel it. (`signals.finish_ended_build` finishes a report whose task ended
-without finishing it.)
+does with it: enqueue it and cancel it. (`signals.finish_ended_build` finishes a report whose task
+ended without finishing it.)
 
 The build goes step by step (a month of data per step, then the CSV, then the chart), saves its
 progress on the Report row after each step and checks `stop_requested()` between steps. A stop is
@@ -34,19 +34,24 @@ UNEXPECTED_ERROR = (
     "Something went wrong while building this report. The site's operators have the details "
     "(task {task_id}); please try again later."
 )
-ENDED_UNEXPECTEDLY = "The build stopped before it finished (its task ended in the queue). Please request it again."
+ENDED_UNEXPECTEDLY = (
+    "The build stopped before it finished (its task ended in the queue). Please request it again."
+)
 NOT_QUEUED = "The report could not be queued for building. Please try again later."
 CSV_HEADER = ("month", "region", "product", "units", "revenue")
 
 
 @task(queue_name="reports")
 def build_report(report_id: int) -> dict[str, str] | None:
-    """Build the report's CSV file and chart. Returns their storage names (kept in the task's result)."""
+    """Build the report's CSV file and chart. Returns their storage names (kept in the task's
+    result)."""
     report = Report.objects.filter(pk=report_id).first()
     if report is None:
         return None  # deleted while it waited
     if not report.start():
-        report.finish(Report.Status.CANCELLED)  # cancelled as it started (a finished report stays as it is)
+        report.finish(
+            Report.Status.CANCELLED
+        )  # cancelled as it started (a finished report stays as it is)
         return None
     report.delete_files()  # what an attempt that crashed may have left
     try:
@@ -61,7 +66,9 @@ def build_report(report_id: int) -> dict[str, str] | None:
         raise
     except Exception:
         report.delete_files()
-        report.finish(Report.Status.FAILED, error=UNEXPECTED_ERROR.format(task_id=report.task_id or "unknown"))
+        report.finish(
+            Report.Status.FAILED, error=UNEXPECTED_ERROR.format(task_id=report.task_id or "unknown")
+        )
         raise
     if not report.finish(Report.Status.SUCCEEDED):
         report.delete_files()  # finished meanwhile by someone else: keep no orphan files
@@ -70,10 +77,13 @@ def build_report(report_id: int) -> dict[str, str] | None:
 
 
 def build(report: Report) -> None:
-    """Run the steps, saving the progress after each one and honouring a stop request between them."""
+    """Run the steps, saving the progress after each one and honouring a stop request between
+    them."""
     total = report.months + 2
     for done, _ in enumerate(build_steps(report), start=1):
-        time.sleep(settings.REPORTS_STEP_DELAY_MS / 1000)  # demo pacing: the real work takes milliseconds
+        time.sleep(
+            settings.REPORTS_STEP_DELAY_MS / 1000
+        )  # demo pacing: the real work takes milliseconds
         if done < total:
             if not report.set_progress(100 * done // total):
                 return  # deleted or finished meanwhile: nobody wants the rest
@@ -136,7 +146,8 @@ def cancel_report(report: Report) -> bool:
     if report.task_id:
         taskqueue.cancel([int(report.task_id)])
         try:
-            ended = build_report.get_result(report.task_id).status == TaskResultStatus.FAILED  # it was waiting
+            # it was waiting
+            ended = build_report.get_result(report.task_id).status == TaskResultStatus.FAILED
         except TaskResultDoesNotExist:  # pruned, or a row the build cannot be read from
             ended = False
         if ended:

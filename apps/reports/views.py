@@ -1,7 +1,8 @@
-"""Pages of the reports demo: request a report, follow its build live, cancel it, download its files.
+"""Pages of the reports demo: request a report, follow its build live, cancel it, download its
+files.
 
-Every view works on the signed-in user's own reports: anybody else's is a 404, as if it did not exist.
-Media files are not public; the files of a report are served here, to its owner only.
+Every view works on the signed-in user's own reports: anybody else's is a 404, as if it did not
+exist. Media files are not public; the files of a report are served here, to its owner only.
 """
 
 from __future__ import annotations
@@ -12,7 +13,14 @@ from django.contrib import messages
 from django.contrib.auth.mixins import LoginRequiredMixin
 from django.db import transaction
 from django.db.models import QuerySet
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseRedirect,
+    JsonResponse,
+)
 from django.shortcuts import redirect
 from django.utils.decorators import method_decorator
 from django.views import View
@@ -49,7 +57,8 @@ class ReportListView(OwnReportsMixin, ListView):
 
 
 class ReportCreateView(OwnReportsMixin, CreateView):
-    """Save the report and enqueue its build once that is committed; on errors, the form page shows them."""
+    """Save the report and enqueue its build once that is committed; on errors, the form page shows
+    them."""
 
     form_class = ReportForm
 
@@ -60,7 +69,9 @@ class ReportCreateView(OwnReportsMixin, CreateView):
         with transaction.atomic():
             response = super().form_valid(form)
             request_build(self.object)
-        messages.success(self.request, f"Report requested: “{self.object}” is being built in the background.")
+        messages.success(
+            self.request, f"Report requested: “{self.object}” is being built in the background."
+        )
         return response
 
 
@@ -93,7 +104,10 @@ class ReportCancelView(OwnReportsMixin, SingleObjectMixin, View):
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseRedirect:
         report = self.get_object()
         if not cancel_report(report):
-            messages.error(request, f"This report has already finished ({report.get_status_display().lower()}).")
+            messages.error(
+                request,
+                f"This report has already finished ({report.get_status_display().lower()}).",
+            )
         elif report.status == Report.Status.CANCELLED:
             messages.success(request, "Report cancelled.")
         else:
@@ -121,7 +135,9 @@ class ReportFileView(OwnReportsMixin, SingleObjectMixin, View):
             content = file.open("rb")
         except FileNotFoundError:
             raise Http404("This report's file is gone.") from None
-        response = FileResponse(content, as_attachment=self.as_attachment, filename=report.download_name(extension))
+        response = FileResponse(
+            content, as_attachment=self.as_attachment, filename=report.download_name(extension)
+        )
         if not self.as_attachment:
             response["Content-Security-Policy"] = CHART_POLICY
         return response

@@ -4,9 +4,9 @@
 
 Measures enqueue rates (one per transaction, and bulk), the drain rate of no-op tasks by one and by
 two real worker processes (`manage.py taskqueue_worker --threads 1`), the pickup latency of an idle
-worker, a worker's memory over a long run, and what an idle worker costs. The task queue's three front
-doors (queue classes, `django.tasks`, the Celery-style `shared_task`) are compared on the one-worker
-drain and on single enqueues. Prints the median of each figure over the runs, its ratio
+worker, a worker's memory over a long run, and what an idle worker costs. The task queue's three
+front doors (queue classes, `django.tasks`, the Celery-style `shared_task`) are compared on the
+one-worker drain and on single enqueues. Prints the median of each figure over the runs, its ratio
 PostgreSQL/SQLite and against its target, and ends with a markdown table for the README.
 
 Each measurement runs in a child process of its own (`--child`, Django configured for one database),
@@ -20,7 +20,8 @@ The modules, orchestrator side first (none of these needs Django):
 - `orchestrator`: runs each measurement in a child process, on each database, and collects results.
 - `plan`: how many runs and tasks, and which measurements run in which order.
 - `databases`: the SQLite file, the throwaway PostgreSQL cluster, the children's environment.
-- `table`: the rows of the report and their targets; `results`: figures and medians; `report`: output.
+- `table`: the rows of the report and their targets; `results`: figures and medians; `report`:
+  output.
 - `processes`: /proc readings, stopping a child's process group, SIGTERM handling.
 - `front_doors`: the three front doors, as the measurements and the table name them.
 - `common`: paths, queue names, timings, BenchError.

@@ -1,5 +1,6 @@
-"""The child processes' entry points: a measurement (`--child`) and a worker without result retention
-(`--serve-without-retention`). Each sets Django up before importing what needs it (the task module)."""
+"""The child processes' entry points: a measurement (`--child`) and a worker without result
+retention (`--serve-without-retention`). Each sets Django up before importing what needs it (the
+task module)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from scripts.bench.processes import exit_on_signal
 
 
 def child_main(name: str, params: dict[str, Any], log_dir: Path) -> int:
-    """Run one measurement; its result (or error), with the problems seen, is the last line of stdout."""
+    """Run one measurement; its result (or error), with the problems seen, is the last line of
+    stdout."""
     signal.signal(signal.SIGTERM, exit_on_signal)
     django.setup()
     from scripts.bench.measurements import MEASUREMENTS, reset_database
@@ -40,5 +42,8 @@ def serve_without_retention(queue: str) -> None:
     from django.conf import settings
     from django.core.management import call_command
 
-    settings.TASKQUEUE = {**settings.TASKQUEUE, "RESULT_RETENTION": 0}  # TASK_MODULES kept: scripts.bench.tasks
+    settings.TASKQUEUE = {
+        **settings.TASKQUEUE,
+        "RESULT_RETENTION": 0,
+    }  # TASK_MODULES kept: scripts.bench.tasks
     call_command("taskqueue_worker", queues=queue, threads=1)

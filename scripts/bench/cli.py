@@ -1,4 +1,5 @@
-"""The command line, `python -m scripts.bench`: the orchestrator, or one of the child processes it starts."""
+"""The command line, `python -m scripts.bench`: the orchestrator, or one of the child processes it
+starts."""
 
 from __future__ import annotations
 
@@ -14,10 +15,18 @@ from scripts.bench.plan import MEASUREMENT_NAMES, make_plan
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m scripts.bench", description=package.__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, help="runs per figure; medians are shown (default 3, --quick 1)")
-    parser.add_argument("--tasks", type=int, help="tasks per drain and bulk enqueue (default 20,000)")
-    parser.add_argument("--quick", action="store_true", help="fewer and smaller runs, for a first look")
+    parser = argparse.ArgumentParser(
+        prog="python -m scripts.bench", description=package.__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--runs", type=int, help="runs per figure; medians are shown (default 3, --quick 1)"
+    )
+    parser.add_argument(
+        "--tasks", type=int, help="tasks per drain and bulk enqueue (default 20,000)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer and smaller runs, for a first look"
+    )
     parser.add_argument("--child", choices=sorted(MEASUREMENT_NAMES), help=argparse.SUPPRESS)
     parser.add_argument("--params", default="{}", help=argparse.SUPPRESS)
     parser.add_argument("--log-dir", type=Path, help=argparse.SUPPRESS)

@@ -15,8 +15,10 @@ SQLITE, POSTGRES = "SQLite", "PostgreSQL"
 
 POLL_SECONDS = 0.05  # how often a drain is checked for its end
 WORKER_POLL_SECONDS = 1.0  # an idle worker's poll interval with the default settings
-SETTLE_SECONDS = 1.0  # after registering, a worker opens its LISTEN connection and makes its first poll
-IDLE_SETTLE_SECONDS = 3.0  # before idle cost is counted, PostgreSQL counts the start-up transactions
+# after registering, a worker opens its LISTEN connection and makes its first poll
+SETTLE_SECONDS = 1.0
+# before idle cost is counted, PostgreSQL counts the start-up transactions
+IDLE_SETTLE_SECONDS = 3.0
 INSERT_SLICE = 20_000  # tasks per add_tasks call, to bound the measuring process's memory
 WORKER_STOP_SECONDS = 30.0
 CHILD_STOP_SECONDS = 45.0

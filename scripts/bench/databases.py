@@ -1,5 +1,5 @@
-"""The databases measured: a fresh SQLite file and a throwaway PostgreSQL cluster, and the environment
-the children (measuring processes and their workers) get for each."""
+"""The databases measured: a fresh SQLite file and a throwaway PostgreSQL cluster, and the
+environment the children (measuring processes and their workers) get for each."""
 
 from __future__ import annotations
 
@@ -11,7 +11,14 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from scripts.bench.common import MIGRATE_SECONDS, POSTGRES, PROJECT, SQLITE, TASKS_MODULE, BenchError
+from scripts.bench.common import (
+    MIGRATE_SECONDS,
+    POSTGRES,
+    PROJECT,
+    SQLITE,
+    TASKS_MODULE,
+    BenchError,
+)
 from scripts.pgcluster import DEFAULT_BIN_DIR, Cluster, ClusterError, binaries_available
 
 # What child processes keep of this process's environment (as the test suite's worker fixture does).
@@ -69,7 +76,8 @@ def postgres_version() -> str:
 
 
 def open_databases(work_dir: Path, stack: contextlib.ExitStack) -> tuple[list[Database], list[str]]:
-    """A fresh SQLite file and, where the binaries exist, a throwaway PostgreSQL cluster (stopped on exit)."""
+    """A fresh SQLite file and, where the binaries exist, a throwaway PostgreSQL cluster (stopped on
+    exit)."""
     sqlite_file = work_dir / "bench.sqlite3"
     databases = [
         Database(
@@ -89,14 +97,19 @@ def open_databases(work_dir: Path, stack: contextlib.ExitStack) -> tuple[list[Da
         cluster.start()
         cluster.create_database()
     except ClusterError as error:
-        notes.append(f"The throwaway PostgreSQL cluster did not start ({error}): PostgreSQL was not measured.")
+        notes.append(
+            f"The throwaway PostgreSQL cluster did not start ({error}): PostgreSQL was not "
+            "measured."
+        )
         return databases, notes
     databases.append(
         Database(
             POSTGRES,
             cluster.url,
-            f"PostgreSQL {postgres_version()}: throwaway cluster on 127.0.0.1, default postgresql.conf, "
-            f"durability ON (fsync, synchronous_commit, full_page_writes), data on {filesystem(cluster.data_dir)}",
+            f"PostgreSQL {postgres_version()}: throwaway cluster on 127.0.0.1, default "
+            "postgresql.conf, "
+            "durability ON (fsync, synchronous_commit, full_page_writes), data "
+            f"on {filesystem(cluster.data_dir)}",
         )
     )
     return databases, notes

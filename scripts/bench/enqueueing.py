@@ -1,4 +1,5 @@
-"""Enqueueing the no-op tasks through each front door. Child side: imported once Django is set up."""
+"""Enqueueing the no-op tasks through each front door. Child side: imported once Django is set
+up."""
 
 from __future__ import annotations
 
@@ -16,12 +17,14 @@ from taskqueue.engine.enqueue import TaskSpec, enqueue_many
 
 
 def noop(front: str) -> Any:
-    """The front door's no-op (queue class, django.tasks task or shared_task), from the task module."""
+    """The front door's no-op (queue class, django.tasks task or shared_task), from the task
+    module."""
     return getattr(task_module, FRONT_DOORS[front].noop)
 
 
 def single_enqueuer(front: str) -> Callable[[], object]:
-    """Enqueues one no-op task the front door's own way: `add_task(None)`, `enqueue()` or `delay()`."""
+    """Enqueues one no-op task the front door's own way: `add_task(None)`, `enqueue()` or
+    `delay()`."""
     task = noop(front)
     if front == DJANGO_TASK:
         return task.enqueue
@@ -43,7 +46,8 @@ def bulk_enqueue(front: str, count: int) -> None:
 
 
 def celery_spec(task: SharedTask) -> TaskSpec:
-    """The TaskSpec `task.delay()` stores for a call without arguments (see SharedTask.apply_async)."""
+    """The TaskSpec `task.delay()` stores for a call without arguments (see
+    SharedTask.apply_async)."""
     return TaskSpec(
         kind=KIND,
         task_path=task.name,
@@ -55,7 +59,8 @@ def celery_spec(task: SharedTask) -> TaskSpec:
 
 
 def enqueue_committed(tasks: int, front: str = QUEUE_CLASS) -> tuple[float, float]:
-    """Bulk-insert no-op tasks in one transaction; the monotonic and wall-clock times of its commit."""
+    """Bulk-insert no-op tasks in one transaction; the monotonic and wall-clock times of its
+    commit."""
     commit: list[float] = []
     with transaction.atomic():
         for start in range(0, tasks, INSERT_SLICE):

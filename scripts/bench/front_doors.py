@@ -1,4 +1,5 @@
-"""The task queue's three front doors, as the benchmark names them: each one's no-op task and queue."""
+"""The task queue's three front doors, as the benchmark names them: each one's no-op task and
+queue."""
 
 from __future__ import annotations
 

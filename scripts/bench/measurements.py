@@ -36,10 +36,13 @@ from taskqueue.models import UNFINISHED, Status, Task, WorkerProcess
 
 
 def reset_database(bench: Bench) -> None:
-    """Empty the task tables, so every measurement starts alike; report worker rows left registered."""
+    """Empty the task tables, so every measurement starts alike; report worker rows left
+    registered."""
     left = list(WorkerProcess.objects.values_list("name", "pid"))
     if left:
-        bench.problems.append(f"{len(left)} worker process rows still registered before the measurement: {left[:3]}")
+        bench.problems.append(
+            f"{len(left)} worker process rows still registered before the measurement: {left[:3]}"
+        )
     tables = (Task._meta.db_table, WorkerProcess._meta.db_table)
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
@@ -51,12 +54,15 @@ def reset_database(bench: Bench) -> None:
 
 def status_counts() -> dict[str, int]:
     """How many tasks there are of each kind, queue and status, as "<kind> <queue> <status>"."""
-    groups = Task.objects.order_by().values_list("kind", "queue_name", "status").annotate(Count("id"))
+    groups = (
+        Task.objects.order_by().values_list("kind", "queue_name", "status").annotate(Count("id"))
+    )
     return {f"{kind} {queue} {status}": count for kind, queue, status, count in groups}
 
 
 def wait_drained(bench: Bench, timeout: float, on_poll: Callable[[], None] | None = None) -> float:
-    """Poll every 50 ms until no task is ready or running; the monotonic time that was first seen."""
+    """Poll every 50 ms until no task is ready or running; the monotonic time that was first
+    seen."""
     unfinished = Task.objects.filter(status__in=UNFINISHED)
     deadline = time.monotonic() + timeout
     while unfinished.exists():
@@ -64,29 +70,42 @@ def wait_drained(bench: Bench, timeout: float, on_poll: Callable[[], None] | Non
             on_poll()
         bench.check_alive()
         if time.monotonic() > deadline:
-            raise BenchError(f"tasks still unfinished {timeout:.0f}s after enqueueing: {status_counts()}")
+            raise BenchError(
+                f"tasks still unfinished {timeout:.0f}s after enqueueing: {status_counts()}"
+            )
         time.sleep(POLL_SECONDS)
     return time.monotonic()
 
 
-def check_outcomes(bench: Bench, tasks: int, door: FrontDoor, queue: str | None = None, retention: bool = True) -> None:
+def check_outcomes(
+    bench: Bench, tasks: int, door: FrontDoor, queue: str | None = None, retention: bool = True
+) -> None:
     """Every task, of the front door's kind and in its queue (or `queue`), succeeded exactly once
     (with RESULT_RETENTION=0 their rows are gone)."""
     counts = status_counts()
-    expected = {f"{door.kind} {queue or door.queue} {Status.SUCCEEDED.value}": tasks} if retention else {}
+    expected = (
+        {f"{door.kind} {queue or door.queue} {Status.SUCCEEDED.value}": tasks} if retention else {}
+    )
     if counts != expected:
-        bench.problems.append(f"tasks by kind, queue and status after the run: {counts}, expected {expected}")
+        bench.problems.append(
+            f"tasks by kind, queue and status after the run: {counts}, expected {expected}"
+        )
     failed = Task.objects.filter(status=Status.FAILED).values_list("errors", flat=True).first()
     if failed:
-        bench.problems.append(f"a failed task's last error: {failed[-1].get('exc_class')}: {failed[-1].get('message')}")
+        bench.problems.append(
+            "a failed task's last error: "
+            f"{failed[-1].get('exc_class')}: {failed[-1].get('message')}"
+        )
     repeated = Task.objects.filter(attempts__gt=1).count()
     if repeated:
         bench.problems.append(f"{repeated} tasks took more than one attempt")
 
 
-def measure_enqueue(bench: Bench, count: int, budget: float, front: str = QUEUE_CLASS) -> dict[str, Any]:
-    """One no-op task at a time through a front door (`add_task`, `enqueue()`, `delay()`), each its own
-    transaction (autocommit), for `count` tasks or `budget` seconds."""
+def measure_enqueue(
+    bench: Bench, count: int, budget: float, front: str = QUEUE_CLASS
+) -> dict[str, Any]:
+    """One no-op task at a time through a front door (`add_task`, `enqueue()`, `delay()`), each its
+    own transaction (autocommit), for `count` tasks or `budget` seconds."""
     enqueue_one = single_enqueuer(front)
     enqueue_one()  # opens the connection
     done = 0
@@ -108,12 +127,12 @@ def measure_bulk(bench: Bench, tasks: int) -> dict[str, Any]:
 def measure_drain(
     bench: Bench, tasks: int, workers: int, retention: bool = True, front: str = QUEUE_CLASS
 ) -> dict[str, Any]:
-    """Idle workers first; then bulk-insert the front door's no-op tasks and time from the commit until
-    none is unfinished.
+    """Idle workers first; then bulk-insert the front door's no-op tasks and time from the commit
+    until none is unfinished.
 
     The insert comes at a random point of the workers' idle poll cycle, which matters where nothing
-    wakes them (SQLite). With the rows kept, `steady_rate` is the rate from the first task's start (or
-    the commit, if stamped earlier) to the last one's finish, as the rows record them.
+    wakes them (SQLite). With the rows kept, `steady_rate` is the rate from the first task's start
+    (or the commit, if stamped earlier) to the last one's finish, as the rows record them.
     """
     door = FRONT_DOORS[front]
     settle = SETTLE_SECONDS + random.uniform(0, WORKER_POLL_SECONDS)
@@ -149,9 +168,9 @@ def wait_for_growth(path: Path, size: int, timeout: float = 10.0) -> int:
 def measure_pickup(bench: Bench, samples: int, budget: float) -> dict[str, Any]:
     """One idle worker; enqueue one task at a time, each after the last ran and a random pause.
 
-    Latency: from `add_task` returning (its commit done) to the task's `process` starting. Where only
-    polling wakes the worker (SQLite), the pause spans its poll interval, so each task comes at a
-    random point of the poll cycle rather than just after the worker's last look.
+    Latency: from `add_task` returning (its commit done) to the task's `process` starting. Where
+    only polling wakes the worker (SQLite), the pause spans its poll interval, so each task comes at
+    a random point of the poll cycle rather than just after the worker's last look.
     """
     stamps = bench.log_dir / f"stamps-{os.getpid()}.txt"
     stamps.touch()
@@ -167,7 +186,10 @@ def measure_pickup(bench: Bench, samples: int, budget: float) -> dict[str, Any]:
         size = wait_for_growth(stamps, size)
         time.sleep(random.uniform(0.01, longest_pause))
     wait_drained(bench, drain_timeout(0))
-    ran = {int(task_id): float(at) for task_id, at in (line.split() for line in stamps.read_text().splitlines())}
+    ran = {
+        int(task_id): float(at)
+        for task_id, at in (line.split() for line in stamps.read_text().splitlines())
+    }
     latencies = [(ran[task_id] - at) * 1000 for task_id, at in enqueued.items()]
     if len(latencies) < 2:
         raise BenchError(f"only {len(latencies)} pickup sample(s) within {budget:.0f}s")
@@ -212,7 +234,10 @@ def measure_memory(bench: Bench, tasks: int, warmup: int) -> dict[str, Any]:
 
 def transactions_so_far() -> int:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()")
+        cursor.execute(
+            "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = "
+            "current_database()"
+        )
         return int(cursor.fetchone()[0])
 
 
@@ -220,13 +245,15 @@ def measure_idle(bench: Bench, seconds: float) -> dict[str, Any]:
     """One worker on an empty queue: its CPU use and, on PostgreSQL, the transactions it commits.
 
     The transactions counted in a window without the worker (this process's own readings, and any
-    background work) are subtracted. PostgreSQL counts a session's transactions when it goes idle, at
-    most once a second, so the figure is approximate.
+    background work) are subtracted. PostgreSQL counts a session's transactions when it goes idle,
+    at most once a second, so the figure is approximate.
     """
     counted = connection.vendor == "postgresql"
     baseline = 0
     if counted:
-        time.sleep(IDLE_SETTLE_SECONDS)  # this process's earlier statements get counted before the window
+        time.sleep(
+            IDLE_SETTLE_SECONDS
+        )  # this process's earlier statements get counted before the window
         before = transactions_so_far()
         time.sleep(seconds)
         baseline = transactions_so_far() - before

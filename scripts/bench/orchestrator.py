@@ -1,5 +1,5 @@
-"""The orchestrator: sets up the databases, runs each step of the plan in a child process of its own on
-each database, and reports. Runs without Django: the children configure it, one database each."""
+"""The orchestrator: sets up the databases, runs each step of the plan in a child process of its own
+on each database, and reports. Runs without Django: the children configure it, one database each."""
 
 from __future__ import annotations
 
@@ -22,8 +22,17 @@ from scripts.bench.results import Results
 
 
 def run_child(database: Database, step: Step, log_dir: Path) -> dict[str, Any]:
-    """Run one measurement in a child process (its own session); always stop it and what it started."""
-    command = [sys.executable, "-m", ENTRY_MODULE, "--child", step.measurement, "--params", json.dumps(step.params)]
+    """Run one measurement in a child process (its own session); always stop it and what it
+    started."""
+    command = [
+        sys.executable,
+        "-m",
+        ENTRY_MODULE,
+        "--child",
+        step.measurement,
+        "--params",
+        json.dumps(step.params),
+    ]
     command += ["--log-dir", str(log_dir)]
     process = subprocess.Popen(
         command,
@@ -57,9 +66,14 @@ def measure_all(plan: Plan, databases: list[Database], log_dir: Path) -> Results
         for database in databases:
             started = time.monotonic()
             result = run_child(database, step, log_dir)
-            shown = ", ".join(f"{key}={value:,.1f}" for key, value in result.items() if isinstance(value, float))
+            shown = ", ".join(
+                f"{key}={value:,.1f}" for key, value in result.items() if isinstance(value, float)
+            )
             outcome = shown or (result.get("error") or "no figures").splitlines()[0]
-            progress(f"[{label}] {database.label:<10} {step.key:<14} {outcome}  ({time.monotonic() - started:.0f}s)")
+            progress(
+                f"[{label}] {database.label:<10} {step.key:<14} {outcome}  "
+                f"({time.monotonic() - started:.0f}s)"
+            )
             results.add(database.label, step.key, label, result)
     return results
 
@@ -67,7 +81,10 @@ def measure_all(plan: Plan, databases: list[Database], log_dir: Path) -> Results
 def orchestrate(plan: Plan) -> int:
     started = time.monotonic()
     signal.signal(signal.SIGTERM, exit_on_signal)
-    with tempfile.TemporaryDirectory(prefix="taskqueue-bench-") as work, contextlib.ExitStack() as stack:
+    with (
+        tempfile.TemporaryDirectory(prefix="taskqueue-bench-") as work,
+        contextlib.ExitStack() as stack,
+    ):
         work_dir = Path(work)
         progress(f"Setting up databases in {work_dir} ...")
         databases, notes = open_databases(work_dir, stack)

@@ -1,4 +1,5 @@
-"""The plan: how many runs and tasks, and which measurements run, in which order, with what timeouts."""
+"""The plan: how many runs and tasks, and which measurements run, in which order, with what
+timeouts."""
 
 from __future__ import annotations
 
@@ -60,21 +61,32 @@ def run_steps(plan: Plan, run: int) -> list[Step]:
     one_worker = [
         Step("drain-1", "drain", {"tasks": plan.tasks, "workers": 1}, drain),
         *(
-            Step(f"drain-1-{door.kind}", "drain", {"tasks": plan.tasks, "workers": 1, "front": door.kind}, drain)
+            Step(
+                f"drain-1-{door.kind}",
+                "drain",
+                {"tasks": plan.tasks, "workers": 1, "front": door.kind},
+                drain,
+            )
             for door in OTHER_FRONT_DOORS
         ),
     ]
     turn = run % len(one_worker)
     return [
         Step("enqueue", "enqueue", single, 120),
-        *(Step(f"enqueue-{door.kind}", "enqueue", single | {"front": door.kind}, 120) for door in OTHER_FRONT_DOORS),
+        *(
+            Step(f"enqueue-{door.kind}", "enqueue", single | {"front": door.kind}, 120)
+            for door in OTHER_FRONT_DOORS
+        ),
         Step("bulk", "bulk", {"tasks": plan.tasks}, 120),
         *one_worker[turn:],
         *one_worker[:turn],
         Step("drain-2", "drain", {"tasks": plan.tasks, "workers": 2}, drain),
         Step("drain-1-r0", "drain", {"tasks": plan.tasks, "workers": 1, "retention": False}, drain),
         Step(
-            "pickup", "pickup", {"samples": plan.pickup_samples, "budget": plan.pickup_budget}, plan.pickup_budget + 90
+            "pickup",
+            "pickup",
+            {"samples": plan.pickup_samples, "budget": plan.pickup_budget},
+            plan.pickup_budget + 90,
         ),
     ]
 
@@ -86,6 +98,12 @@ def schedule(plan: Plan) -> list[tuple[str, Step]]:
     """
     memory = {"tasks": plan.memory_tasks, "warmup": plan.warmup_tasks}
     idle = Step("idle", "idle", {"seconds": plan.idle_seconds}, 2 * plan.idle_seconds + 90)
-    runs = [(f"run {run + 1}/{plan.runs}", step) for run in range(plan.runs) for step in run_steps(plan, run)]
-    memory_step = Step("memory", "memory", memory, drain_timeout(plan.memory_tasks + plan.warmup_tasks) + 120)
+    runs = [
+        (f"run {run + 1}/{plan.runs}", step)
+        for run in range(plan.runs)
+        for step in run_steps(plan, run)
+    ]
+    memory_step = Step(
+        "memory", "memory", memory, drain_timeout(plan.memory_tasks + plan.warmup_tasks) + 120
+    )
     return [("once", idle), *runs, ("once", memory_step)]

@@ -1,4 +1,5 @@
-"""Processes: a process's memory and CPU time from /proc, stopping a child's process group, SIGTERM."""
+"""Processes: a process's memory and CPU time from /proc, stopping a child's process group,
+SIGTERM."""
 
 from __future__ import annotations
 

@@ -24,7 +24,8 @@ class Results:
             self.figures.setdefault((database, step), {})[run] = result
 
     def values(self, database: str, row: Row) -> list[float]:
-        """The row's figure of each run, in run order (only runs where every figure it needs exists)."""
+        """The row's figure of each run, in run order (only runs where every figure it needs
+        exists)."""
         runs = self.figures.get((database, row.key), {})
         if row.relative_to is None:
             return [result[row.field] for result in runs.values() if row.field in result]

@@ -1,8 +1,9 @@
 """The queue classes and tasks the benchmark's worker processes run: a task module.
 
 Workers run only declared tasks, found through TASKQUEUE["TASK_MODULES"]: the benchmark lists this
-module there (TASKQUEUE_TASK_MODULES, see `databases.Database.env`). The front doors need Django's app
-registry (and `django.tasks` its TASKS setting), so this module is imported only once Django is set up.
+module there (TASKQUEUE_TASK_MODULES, see `databases.Database.env`). The front doors need Django's
+app registry (and `django.tasks` its TASKS setting), so this module is imported only once Django is
+set up.
 """
 
 from __future__ import annotations

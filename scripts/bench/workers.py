@@ -41,7 +41,8 @@ class StartedWorker:
 
 @dataclass
 class Bench:
-    """One measurement: the worker processes it started (all stopped on exit) and the problems seen."""
+    """One measurement: the worker processes it started (all stopped on exit) and the problems
+    seen."""
 
     log_dir: Path
     problems: list[str] = field(default_factory=list)
@@ -61,9 +62,18 @@ class Bench:
         env: dict[str, str] | None = None,
         settle: float = SETTLE_SECONDS,
     ) -> list[StartedWorker]:
-        """Start worker processes, wait until each has registered, then let them settle into idling."""
+        """Start worker processes, wait until each has registered, then let them settle into
+        idling."""
         if retention:
-            command = [sys.executable, "manage.py", "taskqueue_worker", "--queues", queue, "--threads", "1"]
+            command = [
+                sys.executable,
+                "manage.py",
+                "taskqueue_worker",
+                "--queues",
+                queue,
+                "--threads",
+                "1",
+            ]
         else:
             command = [sys.executable, "-m", ENTRY_MODULE, "--serve-without-retention", queue]
         started = []
@@ -71,7 +81,11 @@ class Bench:
             log_path = self.log_dir / f"worker-{os.getpid()}-{len(self.workers)}.log"
             with log_path.open("wb") as log:
                 process = subprocess.Popen(
-                    command, cwd=PROJECT, env=os.environ | (env or {}), stdout=log, stderr=subprocess.STDOUT
+                    command,
+                    cwd=PROJECT,
+                    env=os.environ | (env or {}),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
                 )
             started.append(StartedWorker(process, log_path))
         self.workers.extend(started)
@@ -95,10 +109,13 @@ class Bench:
         for worker in self.workers:
             if worker.process.poll() is not None:
                 tail = "\n".join(worker.log_lines()[-15:])
-                raise BenchError(f"worker {worker.pid} exited with {worker.process.returncode}:\n{tail}")
+                raise BenchError(
+                    f"worker {worker.pid} exited with {worker.process.returncode}:\n{tail}"
+                )
 
     def stop_workers(self) -> None:
-        """SIGTERM, as a deployment would stop them; kill what has not exited after WORKER_STOP_SECONDS."""
+        """SIGTERM, as a deployment would stop them; kill what has not exited after
+        WORKER_STOP_SECONDS."""
         for worker in self.workers:
             if worker.process.poll() is None:
                 worker.process.send_signal(signal.SIGTERM)
@@ -108,9 +125,13 @@ class Bench:
             except subprocess.TimeoutExpired:
                 worker.process.kill()
                 worker.process.wait()
-                self.problems.append(f"worker {worker.pid} did not stop within {WORKER_STOP_SECONDS:.0f}s of SIGTERM")
+                self.problems.append(
+                    f"worker {worker.pid} did not stop within {WORKER_STOP_SECONDS:.0f}s of SIGTERM"
+                )
                 code = 0
             if code != 0:
                 self.problems.append(f"worker {worker.pid} exited with {code} after SIGTERM")
-            self.problems.extend(f"worker {worker.pid} logged: {line}" for line in worker.log_lines())
+            self.problems.extend(
+                f"worker {worker.pid} logged: {line}" for line in worker.log_lines()
+            )
         self.workers.clear()

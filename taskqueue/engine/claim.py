@@ -1,9 +1,9 @@
 """Taking ready tasks: a batch per query, in selector order, then priority, run time, enqueue order.
 
-A claim marks tasks `running` for this worker process and counts the claim (`claims`, the token every
-later write of this claim is fenced on); it does not start them. Each task is started, and its attempt
-counted, by its own write just before it runs (see `outcomes.Recorder.begin`), so a task claimed in a
-batch but never started is never charged for a crash.
+A claim marks tasks `running` for this worker process and counts the claim (`claims`, the token
+every later write of this claim is fenced on); it does not start them. Each task is started, and its
+attempt counted, by its own write just before it runs (see `outcomes.Recorder.begin`), so a task
+claimed in a batch but never started is never charged for a crash.
 """
 
 from __future__ import annotations
@@ -78,14 +78,18 @@ def as_datetime(value: Any) -> datetime:
 
 
 def claimed_task(row: tuple[Any, ...]) -> ClaimedTask:
-    """A claimed row as a ClaimedTask. Never raises: a payload Python cannot decode (an integer of more
-    digits than `int()` accepts, nesting deeper than the recursion limit) becomes a task with a
+    """A claimed row as a ClaimedTask. Never raises: a payload Python cannot decode (an integer of
+    more digits than `int()` accepts, nesting deeper than the recursion limit) becomes a task with a
     `problem`, which fails alone instead of taking its worker down; an `errors` column that is not a
     list of entries is replaced (see `error_entries`), and the task runs."""
     values = dict(zip(CLAIMED_COLUMNS, row, strict=True))
     problem = None
     try:
-        payload = json.loads(values["payload"]) if isinstance(values["payload"], str | bytes) else values["payload"]
+        payload = (
+            json.loads(values["payload"])
+            if isinstance(values["payload"], str | bytes)
+            else values["payload"]
+        )
         if not isinstance(payload, dict):
             raise ValueError(f"the payload is a {type(payload).__name__}, not an object")
     except (ValueError, RecursionError) as error:
@@ -138,7 +142,9 @@ class Claimer:
                 wanted = limit - len(claimed)
                 if wanted <= 0:
                     break
-                cursor.execute(sql, {**filter_params, "now": stamp, "limit": wanted, "worker": self.worker_id})
+                cursor.execute(
+                    sql, {**filter_params, "now": stamp, "limit": wanted, "worker": self.worker_id}
+                )
                 rows = [claimed_task(row) for row in cursor.fetchall()]
                 rows.sort(key=claim_order)  # RETURNING keeps no order
                 claimed.extend(rows)

@@ -46,9 +46,13 @@ class ConcurrencyRule:
 
     def __post_init__(self) -> None:
         if not isinstance(self.limit, int) or isinstance(self.limit, bool) or self.limit < 1:
-            raise ValueError(f"concurrency_limit must be a whole number of 1 or more, got {self.limit!r}.")
+            raise ValueError(
+                f"concurrency_limit must be a whole number of 1 or more, got {self.limit!r}."
+            )
         if not isinstance(self.duration, int | float) or self.duration <= 0:
-            raise ValueError(f"concurrency_duration must be a positive number of seconds, got {self.duration!r}.")
+            raise ValueError(
+                f"concurrency_duration must be a positive number of seconds, got {self.duration!r}."
+            )
         if self.on_conflict not in ON_CONFLICT:
             raise ValueError(f"on_conflict must be 'wait' or 'discard', got {self.on_conflict!r}.")
         if not (callable(self.key) or isinstance(self.key, str)):
@@ -59,8 +63,12 @@ class ConcurrencyRule:
         try:
             key = self.key(**kwargs) if callable(self.key) else self.key.format(*args, **kwargs)
         except (KeyError, IndexError, AttributeError, TypeError) as error:
-            raise ValueError(f"Cannot build the concurrency key {self.key!r} from the arguments: {error!r}") from None
-        return Concurrency(str(key), self.limit, float(self.duration), self.on_conflict == "discard")
+            raise ValueError(
+                f"Cannot build the concurrency key {self.key!r} from the arguments: {error!r}"
+            ) from None
+        return Concurrency(
+            str(key), self.limit, float(self.duration), self.on_conflict == "discard"
+        )
 
 
 def concurrency_rule(
@@ -70,7 +78,9 @@ def concurrency_rule(
     return None if key is None else ConcurrencyRule(key, limit, duration, on_conflict)
 
 
-def call_arguments(func: Callable[..., Any], args: list[Any], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+def call_arguments(
+    func: Callable[..., Any], args: list[Any], kwargs: Mapping[str, Any]
+) -> dict[str, Any]:
     """A call's arguments by parameter name, for key templates such as "account:{account_id}"."""
     try:
         return dict(inspect.signature(func).bind_partial(*args, **kwargs).arguments)
@@ -87,7 +97,8 @@ def single_argument(arg: Any) -> dict[str, Any]:
     return {"arg": arg}
 
 
-# Lock rows of keys with no unfinished task are deleted by the workers' pruning, this many at a time.
+# Lock rows of keys with no unfinished task are deleted by the workers' pruning, this many at a
+# time.
 PRUNE_KEYS_BATCH = 1000
 
 
@@ -103,11 +114,14 @@ def prune_keys(using: str) -> int:
     table = ConcurrencyKey._meta.db_table
     unused = (
         f"SELECT id FROM {table} k WHERE NOT EXISTS (SELECT 1 FROM {Task._meta.db_table} t "
-        f"WHERE t.concurrency_key = k.key AND t.status IN ({', '.join(['%s'] * len(UNFINISHED))})) LIMIT %s"
+        "WHERE t.concurrency_key = k.key "
+        f"AND t.status IN ({', '.join(['%s'] * len(UNFINISHED))})) LIMIT %s"
     )
     unused += databases.for_alias(using).skip_locked
     with transaction.atomic(using=using), connections[using].cursor() as cursor:
-        cursor.execute(f"DELETE FROM {table} WHERE id IN ({unused})", [*UNFINISHED, PRUNE_KEYS_BATCH])
+        cursor.execute(
+            f"DELETE FROM {table} WHERE id IN ({unused})", [*UNFINISHED, PRUNE_KEYS_BATCH]
+        )
         return cursor.rowcount
 
 
@@ -132,18 +146,30 @@ def promote(using: str, key: str, now: datetime) -> int:
         _lock(using, key)
         blocked = Task.objects.using(using).filter(concurrency_key=key, status=Status.BLOCKED)
         newest = blocked.order_by("-id").values("concurrency_limit", "concurrency_duration").first()
-        if newest is None or newest["concurrency_limit"] is None or newest["concurrency_duration"] is None:
+        if (
+            newest is None
+            or newest["concurrency_limit"] is None
+            or newest["concurrency_duration"] is None
+        ):
             return 0
         free = newest["concurrency_limit"] - in_use(using, key, newest["concurrency_duration"], now)
         if free <= 0:
             return 0
         ids = list(blocked.order_by("-priority", "id").values_list("pk", flat=True)[:free])
-        return Task.objects.using(using).filter(pk__in=ids, status=Status.BLOCKED).update(status=Status.READY)
+        return (
+            Task.objects.using(using)
+            .filter(pk__in=ids, status=Status.BLOCKED)
+            .update(status=Status.READY)
+        )
 
 
 def keys_of(tasks: QuerySet[Task]) -> set[str]:
     """The concurrency keys the tasks have (the tasks of no key have none)."""
-    return {key for key in tasks.exclude(concurrency_key=None).values_list("concurrency_key", flat=True) if key}
+    return {
+        key
+        for key in tasks.exclude(concurrency_key=None).values_list("concurrency_key", flat=True)
+        if key
+    }
 
 
 def sweep(using: str, now: datetime) -> int:

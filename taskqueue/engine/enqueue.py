@@ -49,7 +49,8 @@ def database_for_write() -> str:
 
 
 def enqueue(spec: TaskSpec) -> int:
-    """Store one task and return its id. It commits with the caller's transaction, if there is one."""
+    """Store one task and return its id. It commits with the caller's transaction, if there is
+    one."""
     using = database_for_write()
     if spec.dupe_key is None and spec.concurrency is None:
         return _insert(using, [spec])[0]
@@ -62,7 +63,8 @@ def enqueue(spec: TaskSpec) -> int:
         if spec.dupe_key is None:
             raise
         raise DupeKeyExc(
-            f"Queue {spec.queue_name!r} already has an unfinished task with dupe key {spec.dupe_key!r}."
+            f"Queue {spec.queue_name!r} already has an unfinished task "
+            f"with dupe key {spec.dupe_key!r}."
         ) from error
 
 
@@ -116,7 +118,21 @@ def _row(using: str, spec: TaskSpec, moment: datetime, now: Any, adapt: Any) -> 
             errors = json.dumps([reason.entry(0, "", moment)])
     enqueued_at = now if spec.enqueued_at is None else adapt(spec.enqueued_at)
     return (
-        spec.kind, spec.task_path, spec.queue_name, json.dumps(spec.payload), spec.note, spec.priority, status,
-        spec.dupe_key, enqueued_at, enqueued_at if spec.run_at is None else adapt(spec.run_at), spec.max_attempts,
-        spec.retry_abandoned, limit and limit.key, limit and limit.limit, limit and limit.duration, finished_at, errors,
-    )  # fmt: skip
+        spec.kind,
+        spec.task_path,
+        spec.queue_name,
+        json.dumps(spec.payload),
+        spec.note,
+        spec.priority,
+        status,
+        spec.dupe_key,
+        enqueued_at,
+        enqueued_at if spec.run_at is None else adapt(spec.run_at),
+        spec.max_attempts,
+        spec.retry_abandoned,
+        limit and limit.key,
+        limit and limit.limit,
+        limit and limit.duration,
+        finished_at,
+        errors,
+    )

@@ -1,7 +1,7 @@
 """How the front doors plug into the engine: for its kind of task, each registers how to prepare one
 attempt (find the declared task, bind its arguments), how long to wait before retrying an error, and
-how to enqueue its task for a recurring schedule. None decides what becomes of an attempt: the one run
-policy in `taskqueue.engine.running` turns its return value, exception or stop into the outcome.
+how to enqueue its task for a recurring schedule. None decides what becomes of an attempt: the one
+run policy in `taskqueue.engine.running` turns its return value, exception or stop into the outcome.
 """
 
 from __future__ import annotations
@@ -22,20 +22,22 @@ if TYPE_CHECKING:
 #: The states an attempt's `after_write` hook is told its task ended in.
 SUCCEEDED, FAILED, CANCELLED = "succeeded", "failed", "cancelled"
 
-#: What a front door does once an attempt's final outcome is stored (django.tasks' task_finished, say),
-#: given the time stored as the task's finish.
+#: What a front door does once an attempt's final outcome is stored (django.tasks' task_finished,
+#: say), given the time stored as the task's finish.
 AfterWrite = Callable[[datetime], None] | None
 
 
 @dataclass
 class TaskControl:
-    """What a running task may ask of its worker (whether it should stop now, who runs it), and what its
-    worker's watchdog needs to hold it to its time limits (see `taskqueue.worker.timelimits`)."""
+    """What a running task may ask of its worker (whether it should stop now, who runs it), and what
+    its worker's watchdog needs to hold it to its time limits (see
+    `taskqueue.worker.timelimits`)."""
 
     worker_stopping: threading.Event
     worker_name: str = ""
     cancelled: threading.Event = field(default_factory=threading.Event)
-    #: TASKQUEUE["DEFAULT_TIMEOUT"] and ["TIMEOUT_GRACE"], for tasks that declare no limits of their own.
+    #: TASKQUEUE["DEFAULT_TIMEOUT"] and ["TIMEOUT_GRACE"], for tasks that declare no limits of their
+    #: own.
     default_timeout: float | None = None
     timeout_grace: float = 10.0
     #: Set once the task ran past its soft deadline.
@@ -52,11 +54,13 @@ class TaskControl:
         return self.worker_stopping.is_set() or self.cancelled.is_set() or self.timed_out.is_set()
 
     def arm(self, attempt: Attempt, started: float) -> None:
-        """The attempt starts now in this thread: set its deadlines from its limits or the defaults."""
+        """The attempt starts now in this thread: set its deadlines from its limits or the
+        defaults."""
         soft, hard = attempt.time_limits()
         soft = soft if soft is not None else (self.default_timeout if hard is None else None)
         if soft is None and hard is None:
-            return  # no limit: nothing for the watchdog to do, and nothing to lock (the common case)
+            # no limit: nothing for the watchdog to do, and nothing to lock (the common case)
+            return
         if hard is None and soft is not None:
             hard = soft + self.timeout_grace
         with self._lock:
@@ -75,8 +79,8 @@ class TaskControl:
             self._armed = False
 
     def time_out(self) -> bool:
-        """The soft deadline passed: stop_requested() turns true and TimeLimitExceeded is raised in the
-        task's thread at its next bytecode. False if the attempt had already ended."""
+        """The soft deadline passed: stop_requested() turns true and TimeLimitExceeded is raised in
+        the task's thread at its next bytecode. False if the attempt had already ended."""
         with self._lock:
             if not self._armed or self.timed_out.is_set() or self.thread_id is None:
                 return False
@@ -113,8 +117,8 @@ class Attempt(Protocol):
         """Run the task. What it returns is the task's result (it must be JSON), or a RunAgain."""
 
     def retry_delay(self, error: BaseException) -> timedelta | None:
-        """Asked when the attempt raised `error` and attempts remain: how long until the next one, or
-        None to fail the task now."""
+        """Asked when the attempt raised `error` and attempts remain: how long until the next one,
+        or None to fail the task now."""
 
     def time_limits(self) -> tuple[float | None, float | None]:
         """The task's own soft and hard time limits in seconds (None: not declared)."""

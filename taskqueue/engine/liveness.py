@@ -2,18 +2,19 @@
 
 Proof beats a timer. A worker is dead only where its death can be proved, so that a slow, paused or
 cut-off worker is never mistaken for a dead one (which would run its tasks twice):
-- PostgreSQL: each worker process holds a session-level advisory lock for its life. A held lock means
-  alive, however old its heartbeat. A free lock means its session is gone: on this host the process id
-  then decides (a process cut off from the database is alive and will take its lock again); on
-  another host, a heartbeat silent for the grace period too. Locks are not trusted right after a
-  server restart, which drops them all.
+- PostgreSQL: each worker process holds a session-level advisory lock for its life. A held lock
+  means alive, however old its heartbeat. A free lock means its session is gone: on this host the
+  process id then decides (a process cut off from the database is alive and will take its lock
+  again); on another host, a heartbeat silent for the grace period too. Locks are not trusted right
+  after a server restart, which drops them all.
 - On the same host: the process id (with its start time, so a reused pid does not pass for it).
-- Otherwise (another host, no PostgreSQL): no heartbeat for WORKER_DEAD_AFTER seconds (conservative).
+- Otherwise (another host, no PostgreSQL): no heartbeat for WORKER_DEAD_AFTER seconds
+  (conservative).
 
 Tasks of a dead worker are recovered: a task it never started goes back uncounted, in its old place;
-a started one was charged when it started (so a task that kills its worker cannot loop forever) and is
-retried while attempts remain, else failed, and a cancel that came for it wins. Every write is fenced
-on the claim the task was held under.
+a started one was charged when it started (so a task that kills its worker cannot loop forever) and
+is retried while attempts remain, else failed, and a cancel that came for it wins. Every write is
+fenced on the claim the task was held under.
 """
 
 from __future__ import annotations
@@ -113,13 +114,20 @@ class Heartbeat:
         return self.process.pk
 
     def beat(self, threads_alive: int, scheduler_alive: bool | None) -> None:
-        """Record a heartbeat. If this process was presumed dead meanwhile, register it again, same id."""
+        """Record a heartbeat. If this process was presumed dead meanwhile, register it again, same
+        id."""
         self._hold_lock()
         now = timezone.now()
-        changes = {"heartbeat_at": now, "threads_alive": threads_alive, "scheduler_alive": scheduler_alive}
+        changes = {
+            "heartbeat_at": now,
+            "threads_alive": threads_alive,
+            "scheduler_alive": scheduler_alive,
+        }
         if WorkerProcess.objects.using(self.using).filter(pk=self.process_id).update(**changes):
             return
-        logger.error("this worker process was presumed dead and its tasks given to others; registering again")
+        logger.error(
+            "this worker process was presumed dead and its tasks given to others; registering again"
+        )
         for name, value in changes.items():
             setattr(self.process, name, value)
         self.process.save(using=self.using, force_insert=True)
@@ -136,7 +144,8 @@ class Heartbeat:
 
 @dataclass
 class Recovery:
-    """The process duties that find dead workers' tasks and tasks no thread holds, and put them back."""
+    """The process duties that find dead workers' tasks and tasks no thread holds, and put them
+    back."""
 
     using: str
     process_id: int
@@ -150,7 +159,8 @@ class Recovery:
         return timedelta(seconds=3 * self.heartbeat_interval)
 
     def recover(self) -> int:
-        """Remove dead worker processes and put their tasks back (or fail them). Returns tasks recovered."""
+        """Remove dead worker processes and put their tasks back (or fail them). Returns tasks
+        recovered."""
         now = timezone.now()
         for process in WorkerProcess.objects.using(self.using).exclude(pk=self.process_id):
             reason = self.death(process, now)
@@ -172,20 +182,24 @@ class Recovery:
             return f"process {process.pid} no longer exists"
         if lock == FREE:
             if silence > self.grace:
-                return f"its session is gone (advisory lock free), no heartbeat for {silence.total_seconds():.0f}s"
+                return (
+                    "its session is gone (advisory lock free), "
+                    f"no heartbeat for {silence.total_seconds():.0f}s"
+                )
             return None
         if silence > timedelta(seconds=self.dead_after):
             return f"no heartbeat for {silence.total_seconds():.0f}s"
         return None
 
     def _lock(self, process_id: int) -> str:
-        """HELD, FREE, or UNKNOWN (a database without session locks, or one restarted moments ago)."""
+        """HELD, FREE, or UNKNOWN (a database without session locks, or one restarted moments
+        ago)."""
         connection = connections[self.using]
         return databases.for_connection(connection).session_lock(connection, process_id, self.grace)
 
     def release_orphans(self, held: set[int], older_than: timedelta, now: float) -> int:
-        """Put back tasks claimed under this process that no thread has held for `older_than` (a claim
-        whose reply the connection lost): seen unheld on two passes that far apart."""
+        """Put back tasks claimed under this process that no thread has held for `older_than` (a
+        claim whose reply the connection lost): seen unheld on two passes that far apart."""
         unheld = set(
             Task.objects.using(self.using)
             .filter(status=Status.RUNNING, claimed_by_id=self.process_id)
@@ -193,10 +207,17 @@ class Recovery:
             .values_list("pk", flat=True)
         )
         self._unheld_since = {pk: self._unheld_since.get(pk, now) for pk in unheld}
-        due = [pk for pk, since in self._unheld_since.items() if now - since >= older_than.total_seconds()]
+        due = [
+            pk
+            for pk, since in self._unheld_since.items()
+            if now - since >= older_than.total_seconds()
+        ]
         released = put_back(self.using, self.process_id, only=due) if due else 0
         if released:
-            logger.warning("put back %d tasks claimed by this process but held by none of its threads", released)
+            logger.warning(
+                "put back %d tasks claimed by this process but held by none of its threads",
+                released,
+            )
         for pk in due:
             self._unheld_since.pop(pk, None)
         return released
@@ -210,12 +231,21 @@ class Recovery:
 
 
 def put_back(
-    using: str, process_id: int, *, only: list[int] | None = None, keep: set[int] | frozenset[int] = frozenset()
+    using: str,
+    process_id: int,
+    *,
+    only: list[int] | None = None,
+    keep: set[int] | frozenset[int] = frozenset(),
 ) -> int:
-    """Tasks held by this process that will not be finished here (shutdown, or claims no thread holds):
-    back in their old place, the attempt uncounted; cancelled instead if a cancel came for them."""
+    """Tasks held by this process that will not be finished here (shutdown, or claims no thread
+    holds): back in their old place, the attempt uncounted; cancelled instead if a cancel came for
+    them."""
     now = timezone.now()
-    tasks = Task.objects.using(using).filter(status=Status.RUNNING, claimed_by_id=process_id).exclude(pk__in=keep)
+    tasks = (
+        Task.objects.using(using)
+        .filter(status=Status.RUNNING, claimed_by_id=process_id)
+        .exclude(pk__in=keep)
+    )
     if only is not None:
         tasks = tasks.filter(pk__in=only)
     with transaction.atomic(using=using):
@@ -223,7 +253,9 @@ def put_back(
         put = tasks.update(
             status=requeue_status(),
             finished_at=Case(When(cancel_requested=True, then=Value(now)), default=None),
-            attempts=Case(When(started_at__isnull=True, then=F("attempts")), default=F("attempts") - 1),
+            attempts=Case(
+                When(started_at__isnull=True, then=F("attempts")), default=F("attempts") - 1
+            ),
             claimed_by=None,
         )
         for key in sorted(keys):
@@ -232,7 +264,8 @@ def put_back(
 
 
 def release_unstarted(using: str, claims: list[tuple[int, int]]) -> int:
-    """Give back claimed tasks not yet started, each fenced on its claim: their old place, uncounted."""
+    """Give back claimed tasks not yet started, each fenced on its claim: their old place,
+    uncounted."""
     now = timezone.now()
     released = 0
     with transaction.atomic(using=using):
@@ -246,7 +279,9 @@ def release_unstarted(using: str, claims: list[tuple[int, int]]) -> int:
                     claimed_by=None,
                 )
             )
-        blocked = Task.objects.using(using).filter(pk__in=[task_id for task_id, _ in claims], status=Status.BLOCKED)
+        blocked = Task.objects.using(using).filter(
+            pk__in=[task_id for task_id, _ in claims], status=Status.BLOCKED
+        )
         for key in sorted(concurrency.keys_of(blocked)):
             concurrency.promote(using, key, now)
     return released
@@ -258,8 +293,20 @@ def recover_orphans(using: str, now: datetime) -> int:
     living = WorkerProcess.objects.using(using).values("pk")
     orphans = Task.objects.using(using).filter(status=Status.RUNNING).exclude(claimed_by__in=living)
     recovered = 0
-    fields = ("id", "attempts", "max_attempts", "retry_abandoned", "errors", "claimed_by_id", "claims", "started_at",
-              "cancel_requested", "concurrency_key", "kind", "task_path")  # fmt: skip
+    fields = (
+        "id",
+        "attempts",
+        "max_attempts",
+        "retry_abandoned",
+        "errors",
+        "claimed_by_id",
+        "claims",
+        "started_at",
+        "cancel_requested",
+        "concurrency_key",
+        "kind",
+        "task_path",
+    )
     keys: set[str] = set()
     endings: list[tuple[int, str, str, str, str]] = []
     for task in orphans.only(*fields):
@@ -274,11 +321,17 @@ def recover_orphans(using: str, now: datetime) -> int:
             recovered += 1
             if task.concurrency_key:
                 keys.add(task.concurrency_key)
-            logger.warning("task abandoned id=%s attempt=%s outcome=%s", task.pk, task.attempts, outcome)
+            logger.warning(
+                "task abandoned id=%s attempt=%s outcome=%s", task.pk, task.attempts, outcome
+            )
             if task.cancel_requested:  # a requeue with a cancel pending ends cancelled too
-                endings.append((task.pk, task.kind, task.task_path, Status.CANCELLED.value, signals.CANCELLED))
+                endings.append(
+                    (task.pk, task.kind, task.task_path, Status.CANCELLED.value, signals.CANCELLED)
+                )
             elif outcome == "failed":
-                endings.append((task.pk, task.kind, task.task_path, Status.FAILED.value, signals.ABANDONED))
+                endings.append(
+                    (task.pk, task.kind, task.task_path, Status.FAILED.value, signals.ABANDONED)
+                )
     for key in sorted(keys):
         concurrency.promote(using, key, now)
     if endings and signals.listened():
@@ -290,11 +343,20 @@ def _recovery(task: Task, now: datetime) -> tuple[dict[str, object], str]:
     """The changes that recover one orphaned task, and what they come to (for the log)."""
     cancelled_at = Case(When(cancel_requested=True, then=Value(now)), default=None)
     if task.started_at is None:
-        return {"status": requeue_status(), "claimed_by": None, "finished_at": cancelled_at}, "never started"
+        return {
+            "status": requeue_status(),
+            "claimed_by": None,
+            "finished_at": cancelled_at,
+        }, "never started"
     errors = task.errors if isinstance(task.errors, list) else []
-    error = ErrorInfo("taskqueue.WorkerDied", f"The worker process running attempt {task.attempts} died.", "")
+    error = ErrorInfo(
+        "taskqueue.WorkerDied", f"The worker process running attempt {task.attempts} died.", ""
+    )
     changes: dict[str, object] = {
-        "errors": [*errors, error.entry(task.attempts, str(task.claimed_by_id), now, abandoned=True)],
+        "errors": [
+            *errors,
+            error.entry(task.attempts, str(task.claimed_by_id), now, abandoned=True),
+        ],
         "abandoned": True,
         "claimed_by": None,
     }
@@ -312,12 +374,15 @@ PRUNE_SECONDS = 1.0
 
 
 def prune_finished(using: str, retention: float, budget: float = PRUNE_SECONDS) -> int:
-    """Delete successful tasks (and tasks discarded by a concurrency limit, which never ran) finished
-    more than `retention` seconds ago, batch after batch until none is left or the budget is spent."""
+    """Delete successful tasks (and tasks discarded by a concurrency limit, which never ran)
+    finished more than `retention` seconds ago, batch after batch until none is left or the budget
+    is spent."""
     import time
 
     cutoff = timezone.now() - timedelta(seconds=retention)
-    prunable = Q(status=Status.SUCCEEDED) | Q(status=Status.CANCELLED, attempts=0, concurrency_key__isnull=False)
+    prunable = Q(status=Status.SUCCEEDED) | Q(
+        status=Status.CANCELLED, attempts=0, concurrency_key__isnull=False
+    )
     deadline = time.monotonic() + budget
     total = 0
     while True:

@@ -25,18 +25,21 @@ DUPE_KEY_IN_USE = "dupe key in use"
 class Result:
     done: int
     refused: int
-    #: Refused tasks whose reason is worth telling apart, with that reason by id (retry: DUPE_KEY_IN_USE).
-    #: The other refused ones were not in a state the operation applies to, or are gone.
+    #: Refused tasks whose reason is worth telling apart, with that reason by id (retry:
+    #: DUPE_KEY_IN_USE). The other refused ones were not in a state the operation applies to, or are
+    #: gone.
     refusals: dict[int, str] = field(default_factory=dict)
 
 
 def retry(task_ids: Iterable[int]) -> Result:
-    """Make finished tasks ready to run now, with a fresh set of attempts. Running or waiting ones are refused.
+    """Make finished tasks ready to run now, with a fresh set of attempts. Running or waiting ones
+    are refused.
 
     Their errors stay, for the record; on PostgreSQL the update wakes an idle worker at once. A task
-    under a concurrency limit waits for a slot like a new one. A task whose dupe key an unfinished task of
-    its queue holds now is refused (two unfinished tasks cannot share a key), and the others are retried;
-    of several selected tasks sharing a key, only the newest. Nothing here aborts a surrounding transaction.
+    under a concurrency limit waits for a slot like a new one. A task whose dupe key an unfinished
+    task of its queue holds now is refused (two unfinished tasks cannot share a key), and the others
+    are retried; of several selected tasks sharing a key, only the newest. Nothing here aborts a
+    surrounding transaction.
     """
     ids = list(task_ids)
     using = router.db_for_write(Task)
@@ -56,8 +59,8 @@ def retry(task_ids: Iterable[int]) -> Result:
 
 
 def _dupe_keys_taken(using: str, rows: list[tuple[int, str, str | None, str | None]]) -> list[int]:
-    """The finished tasks among `rows` that cannot be made unfinished: their (queue, dupe key) is held by
-    an unfinished task, or by a newer task of the same selection."""
+    """The finished tasks among `rows` that cannot be made unfinished: their (queue, dupe key) is
+    held by an unfinished task, or by a newer task of the same selection."""
     keyed = sorted((row for row in rows if row[2] is not None), reverse=True)  # newest first
     if not keyed:
         return []
@@ -75,9 +78,10 @@ def _dupe_keys_taken(using: str, rows: list[tuple[int, str, str | None, str | No
 
 
 def _make_ready(using: str, ids: list[int], now: datetime) -> tuple[int, list[int]]:
-    """Update the tasks to ready (or blocked, under a concurrency limit): all in one statement, or, when a
-    dupe key was taken since it was checked, one by one. Each try is a savepoint, so a refused one leaves
-    the caller's transaction usable (PostgreSQL would abort it). Returns how many and the ids refused."""
+    """Update the tasks to ready (or blocked, under a concurrency limit): all in one statement, or,
+    when a dupe key was taken since it was checked, one by one. Each try is a savepoint, so a
+    refused one leaves the caller's transaction usable (PostgreSQL would abort it). Returns how many
+    and the ids refused."""
     try:
         with transaction.atomic(using=using):
             return _ready(using, ids, now), []
@@ -97,7 +101,9 @@ def _ready(using: str, ids: list[int], now: datetime) -> int:
         Task.objects.using(using)
         .filter(pk__in=ids, status__in=RETRYABLE)
         .update(
-            status=Case(When(concurrency_key=None, then=Value(Status.READY)), default=Value(Status.BLOCKED)),
+            status=Case(
+                When(concurrency_key=None, then=Value(Status.READY)), default=Value(Status.BLOCKED)
+            ),
             run_at=now,
             attempts=0,
             claimed_by=None,
@@ -123,13 +129,16 @@ def cancel(task_ids: Iterable[int]) -> Result:
         concurrency.promote(using, key, now)
     if cancelled and signals.listened():
         state = Status.CANCELLED.value
-        endings = [(task_id, kind, path, state, signals.CANCELLED) for task_id, kind, path in cancelled]
+        endings = [
+            (task_id, kind, path, state, signals.CANCELLED) for task_id, kind, path in cancelled
+        ]
         transaction.on_commit(lambda: signals.send_ended(endings), using=using)
     return Result(done=len(cancelled) + stopping, refused=len(ids) - len(cancelled) - stopping)
 
 
 def cancel_waiting(using: str, ids: list[int], now: datetime) -> list[tuple[int, str, str]]:
-    """Cancel the waiting ones of `ids`; returns (id, kind, task_path) of each, as the update saw them."""
+    """Cancel the waiting ones of `ids`; returns (id, kind, task_path) of each, as the update saw
+    them."""
     if not ids:
         return []
     table, waiting = Task._meta.db_table, (Status.READY, Status.BLOCKED)
@@ -139,7 +148,8 @@ def cancel_waiting(using: str, ids: list[int], now: datetime) -> list[tuple[int,
         for start in range(0, len(ids), CANCEL_CHUNK):
             chunk = ids[start : start + CANCEL_CHUNK]
             cursor.execute(
-                f"UPDATE {table} SET status = %s, finished_at = %s WHERE id IN ({', '.join(['%s'] * len(chunk))}) "
+                f"UPDATE {table} SET status = %s, finished_at = %s "
+                f"WHERE id IN ({', '.join(['%s'] * len(chunk))}) "
                 f"AND status IN (%s, %s) RETURNING id, kind, task_path",
                 [Status.CANCELLED, connection.ops.adapt_datetimefield_value(now), *chunk, *waiting],
             )

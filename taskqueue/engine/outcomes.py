@@ -1,8 +1,8 @@
 """What became of an attempt, and writing that down in batches.
 
-Every write is fenced on the claim it belongs to (`id`, `claims` and `status = running`): if the task
-was taken away meanwhile (its worker presumed dead, the task recovered and claimed again), a late
-outcome changes nothing and is logged.
+Every write is fenced on the claim it belongs to (`id`, `claims` and `status = running`): if the
+task was taken away meanwhile (its worker presumed dead, the task recovered and claimed again), a
+late outcome changes nothing and is logged.
 """
 
 from __future__ import annotations
@@ -71,7 +71,9 @@ Outcome = Succeeded | RetryLater | Failed | Cancelled
 def ending(outcome: Succeeded | Failed | Cancelled) -> tuple[int, str, str, str, str]:
     """The task_ended arguments of a final outcome."""
     task = outcome.task
-    state = {Succeeded: Status.SUCCEEDED, Failed: Status.FAILED, Cancelled: Status.CANCELLED}[type(outcome)]
+    state = {Succeeded: Status.SUCCEEDED, Failed: Status.FAILED, Cancelled: Status.CANCELLED}[
+        type(outcome)
+    ]
     return task.id, task.kind, task.task_path, state.value, state.value
 
 
@@ -96,8 +98,9 @@ def storable(value: Any) -> tuple[str, bool]:
     """`value` as JSON text every database stores, and whether anything had to be replaced.
 
     PostgreSQL's jsonb refuses NUL characters and lone surrogates, which Python strings may hold (a
-    return value, an exception's message): those are replaced with U+FFFD instead of failing the write
-    forever. The check is a substring test on the encoded text, so ordinary values cost nothing more."""
+    return value, an exception's message): those are replaced with U+FFFD instead of failing the
+    write forever. The check is a substring test on the encoded text, so ordinary values cost
+    nothing more."""
     text = json.dumps(value)
     if "\\u0000" not in text and "\\ud" not in text:
         return text, False
@@ -107,7 +110,9 @@ def storable(value: Any) -> tuple[str, bool]:
 
 def _scrubbed(value: Any) -> Any:
     if isinstance(value, str):
-        return "".join("\ufffd" if char == "\x00" or "\ud800" <= char <= "\udfff" else char for char in value)
+        return "".join(
+            "\ufffd" if char == "\x00" or "\ud800" <= char <= "\udfff" else char for char in value
+        )
     if isinstance(value, list):
         return [_scrubbed(item) for item in value]
     if isinstance(value, dict):
@@ -119,7 +124,9 @@ class Start(Enum):
     """What `Recorder.begin` found when it went to start a task."""
 
     RUN = "run"
-    CANCELLED = "cancelled"  # a cancel came while it waited in its batch: ended cancelled, never run
+    CANCELLED = (
+        "cancelled"  # a cancel came while it waited in its batch: ended cancelled, never run
+    )
     GONE = "gone"  # no longer held by this claim (its worker was presumed dead): not to be run here
 
 
@@ -128,9 +135,9 @@ class Recorder:
     """Writes one worker thread's outcomes and starts, each fenced on the claim it belongs to.
 
     `begin(task)` writes the pending outcomes and starts `task` in one transaction, just before it
-    runs: so a finished task's outcome is durable before the next task of its batch starts, and a task
-    is charged an attempt only once it really starts. `flush()` writes what is pending (at the end of
-    a batch, before the next claim).
+    runs: so a finished task's outcome is durable before the next task of its batch starts, and a
+    task is charged an attempt only once it really starts. `flush()` writes what is pending (at the
+    end of a batch, before the next claim).
     """
 
     using: str
@@ -153,7 +160,8 @@ class Recorder:
     def begin(self, task: ClaimedTask) -> Start:
         """Write the pending outcomes and start `task` (count its attempt, stamp its start) at once.
 
-        On a database error nothing changed: the outcomes stay pending and the task is not started."""
+        On a database error nothing changed: the outcomes stay pending and the task is not
+        started."""
         return self._write(task)
 
     def _write(self, starting: ClaimedTask | None) -> Start:
@@ -170,8 +178,12 @@ class Recorder:
         if self._tuned_on is not connection.connection:
             database.tune_writer(connection)
             self._tuned_on = connection.connection
-        results = database.write(connection, statements, (lambda: self._promote(keys, writer.now)) if keys else None)
-        written = [o for o, changed in zip(self.pending, results, strict=False) if _kept(o, changed)]
+        results = database.write(
+            connection, statements, (lambda: self._promote(keys, writer.now)) if keys else None
+        )
+        written = [
+            o for o, changed in zip(self.pending, results, strict=False) if _kept(o, changed)
+        ]
         start = writer.started(starting, results[-1]) if starting is not None else Start.RUN
         self.pending = []
         for outcome in written:
@@ -181,7 +193,9 @@ class Recorder:
                 except Exception:
                     logger.exception("after-write hook of task %s failed", outcome.task.id)
         if written and signals.listened():
-            signals.send_ended(ending(outcome) for outcome in written if not isinstance(outcome, RetryLater))
+            signals.send_ended(
+                ending(outcome) for outcome in written if not isinstance(outcome, RetryLater)
+            )
         return start
 
     def _promote(self, keys: set[str], now: datetime) -> None:
@@ -198,7 +212,8 @@ def _kept(outcome: Outcome, changed: int) -> bool:
     if changed == 1:
         return True
     logger.warning(
-        "stale outcome dropped: task id=%s claim=%s is no longer held by this worker (it was presumed dead)",
+        "stale outcome dropped: task id=%s claim=%s is no longer held by this worker "
+        "(it was presumed dead)",
         outcome.task.id,
         outcome.task.claims,
     )
@@ -206,8 +221,9 @@ def _kept(outcome: Outcome, changed: int) -> bool:
 
 
 class _Writer:
-    """The statements of one write. Each is fenced: only the claim it belongs to can change a row, so a
-    write from a worker that was presumed dead (and replaced) changes nothing, and is logged."""
+    """The statements of one write. Each is fenced: only the claim it belongs to can change a row,
+    so a write from a worker that was presumed dead (and replaced) changes nothing, and is
+    logged."""
 
     def __init__(self, connection: Any, worker_name: str, now: datetime) -> None:
         self.worker_name = worker_name
@@ -235,7 +251,11 @@ class _Writer:
 
     def started(self, task: ClaimedTask, row: Any) -> Start:
         if row is None:
-            logger.warning("task id=%s claim=%s is no longer held by this worker: not started", task.id, task.claims)
+            logger.warning(
+                "task id=%s claim=%s is no longer held by this worker: not started",
+                task.id,
+                task.claims,
+            )
             return Start.GONE
         if row[0]:
             return Start.CANCELLED
@@ -251,7 +271,8 @@ class _Writer:
                 return f"DELETE FROM {TABLE} WHERE {FENCE}", fence
             if outcome.return_value is None:
                 return (
-                    f"UPDATE {TABLE} SET status = '{Status.SUCCEEDED}', finished_at = %s, worker = %s WHERE {FENCE}",
+                    f"UPDATE {TABLE} SET status = '{Status.SUCCEEDED}', finished_at = %s, "
+                    f"worker = %s WHERE {FENCE}",
                     [self.stamp, self.worker_name, *fence],
                 )
             value, replaced = storable(outcome.return_value)
@@ -267,8 +288,9 @@ class _Writer:
                 errors = [*errors, outcome.error.entry(task.attempts, self.worker_name, self.now)]
             run_at = "run_at" if outcome.keep_place else "%s"
             return (
-                f"UPDATE {TABLE} SET status = {REQUEUE_STATUS}, finished_at = {REQUEUE_FINISHED_AT}, "
-                f"run_at = {run_at}, attempts = attempts - %s, claimed_by_id = NULL, worker = %s, "
+                f"UPDATE {TABLE} SET status = {REQUEUE_STATUS}, "
+                f"finished_at = {REQUEUE_FINISHED_AT}, run_at = {run_at}, "
+                "attempts = attempts - %s, claimed_by_id = NULL, worker = %s, "
                 f"errors = {self.json} WHERE {FENCE}",
                 [
                     self.stamp,
@@ -280,14 +302,18 @@ class _Writer:
                 ],
             )
         if isinstance(outcome, Failed):
-            failed: list[Any] = [*task.errors, outcome.error.entry(task.attempts, self.worker_name, self.now)]
+            failed: list[Any] = [
+                *task.errors,
+                outcome.error.entry(task.attempts, self.worker_name, self.now),
+            ]
             return (
                 f"UPDATE {TABLE} SET status = '{Status.FAILED}', finished_at = %s, worker = %s, "
                 f"errors = {self.json} WHERE {FENCE}",
                 [self.stamp, self.worker_name, storable(failed)[0], *fence],
             )
         return (
-            f"UPDATE {TABLE} SET status = '{Status.CANCELLED}', finished_at = %s, worker = %s WHERE {FENCE}",
+            f"UPDATE {TABLE} SET status = '{Status.CANCELLED}', finished_at = %s, worker = %s "
+            f"WHERE {FENCE}",
             [self.stamp, self.worker_name, *fence],
         )
 

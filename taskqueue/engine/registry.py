@@ -66,9 +66,9 @@ def declare(kind: str, module: str, qualname: str) -> str:
 
 
 def accept(kind: str, check: Callable[[Any], bool]) -> None:
-    """Let a front door run, for its `kind`, an object of a task module that was not declared to it but
-    passes `check`: a django.tasks Task defined on another backend and enqueued here with `using()`.
-    Only task modules already imported are looked in; nothing is imported for it."""
+    """Let a front door run, for its `kind`, an object of a task module that was not declared to it
+    but passes `check`: a django.tasks Task defined on another backend and enqueued here with
+    `using()`. Only task modules already imported are looked in; nothing is imported for it."""
     _accepted[kind] = check
 
 
@@ -102,20 +102,25 @@ def _attribute(target: Any, qualname: str) -> Any:
 
 
 def resolve(path: str, kind: str | None = None) -> Any:
-    """What a declared task's path names (queue class, task function), from its already imported module.
+    """What a declared task's path names (queue class, task function), from its already imported
+    module.
 
-    Raises UndeclaredTask, saying why, for a path no front door declared (or declared for another kind
-    than `kind`): nothing is imported for it.
+    Raises UndeclaredTask, saying why, for a path no front door declared (or declared for another
+    kind than `kind`): nothing is imported for it.
     """
     declaration = declared(path, kind)
     if declaration is None:
         raise UndeclaredTask(undeclared_reason(path))
     if kind is not None and declaration.kind != kind:
-        raise UndeclaredTask(f"{path} is declared as a {declaration.kind!r} task, not as a {kind!r} one.")
+        raise UndeclaredTask(
+            f"{path} is declared as a {declaration.kind!r} task, not as a {kind!r} one."
+        )
     _wait_for(declaration.module)
     loaded = sys.modules.get(declaration.module)
     if loaded is None:
-        raise UndeclaredTask(f"{path} was declared, but its module {declaration.module} is no longer loaded.")
+        raise UndeclaredTask(
+            f"{path} was declared, but its module {declaration.module} is no longer loaded."
+        )
     target = _attribute(loaded, declaration.qualname)
     if target is None:
         raise UndeclaredTask(f"{path} was declared, but {declaration.module} no longer defines it.")
@@ -123,8 +128,8 @@ def resolve(path: str, kind: str | None = None) -> Any:
 
 
 def _wait_for(module: str) -> None:
-    """If another thread is still importing `module`, wait until it is done (a task is declared before its
-    module binds its name). In the importing thread itself this returns at once."""
+    """If another thread is still importing `module`, wait until it is done (a task is declared
+    before its module binds its name). In the importing thread itself this returns at once."""
     loaded = sys.modules.get(module)
     if loaded is not None and getattr(getattr(loaded, "__spec__", None), "_initializing", False):
         with contextlib.suppress(Exception):  # its own failure is reported by its importer
@@ -133,8 +138,9 @@ def _wait_for(module: str) -> None:
 
 def undeclared_reason(path: str) -> str:
     reason = (
-        f"{path} is not a declared task: only queue classes, @task and @shared_task functions in an installed "
-        f"app's {APP_TASK_MODULE} module or in a module listed in TASKQUEUE['TASK_MODULES'] run."
+        f"{path} is not a declared task: only queue classes, @task and @shared_task functions in "
+        f"an installed app's {APP_TASK_MODULE} module or in a module listed in "
+        "TASKQUEUE['TASK_MODULES'] run."
     )
     failed = [module for module in _import_errors if path.startswith(module + ".")]
     if failed:
@@ -152,13 +158,17 @@ def task_modules() -> list[str]:
     listed = configured("TASK_MODULES", ())
     if isinstance(listed, str) or not isinstance(listed, list | tuple):
         listed = ()  # the system checks report it
-    return list(dict.fromkeys([*found, *(module for module in listed if isinstance(module, str) and module)]))
+    return list(
+        dict.fromkeys(
+            [*found, *(module for module in listed if isinstance(module, str) and module)]
+        )
+    )
 
 
 def autodiscover(raise_errors: bool = True) -> None:
-    """Import the task modules not imported yet. A module that fails to import is reported (raised as
-    TaskModuleError naming every failed module, or logged) and the others are still imported; it is
-    not tried again in this process, as a failed import may have run part of the module.
+    """Import the task modules not imported yet. A module that fails to import is reported (raised
+    as TaskModuleError naming every failed module, or logged) and the others are still imported; it
+    is not tried again in this process, as a failed import may have run part of the module.
 
     No lock is held while importing: a task module's import-time code may itself look up tasks, and
     another thread importing the same module waits for it in the import system, not here."""

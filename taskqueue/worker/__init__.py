@@ -1,1 +1,2 @@
-"""The worker: threads that claim and run tasks, grouped in a process that keeps itself alive in the table."""
+"""The worker: threads that claim and run tasks, grouped in a process that keeps itself alive in the
+table."""

@@ -1,11 +1,12 @@
 """A worker process's maintenance: the duties that keep the queue healthy besides running tasks, as
-named steps run every HEARTBEAT_INTERVAL by the process's group (as Solid Queue's supervisor runs its
-maintenance). Each step fails alone: one whose query errs is logged and retried at the next pass, and
-the steps after it still run.
+named steps run every HEARTBEAT_INTERVAL by the process's group (as Solid Queue's supervisor runs
+its maintenance). Each step fails alone: one whose query errs is logged and retried at the next
+pass, and the steps after it still run.
 
-- `recover`: remove worker processes proved or presumed dead, and put their tasks back (or fail them);
-- `release_orphans`: put back tasks claimed under this process that none of its threads holds (a claim
-  whose reply the connection lost);
+- `recover`: remove worker processes proved or presumed dead, and put their tasks back (or fail
+  them);
+- `release_orphans`: put back tasks claimed under this process that none of its threads holds (a
+  claim whose reply the connection lost);
 - `settle_concurrency`: promote blocked tasks whose concurrency slot has freed (a slot held past its
   duration);
 - `pass_on_cancellations`: tell this process's running tasks that were cancelled (stop_requested());
@@ -62,10 +63,17 @@ class Maintenance:
             except Exception as error:
                 ok = False
                 if isinstance(error, DatabaseError):
-                    logger.warning("maintenance step %s: database error (retrying): %s", name, error)
+                    logger.warning(
+                        "maintenance step %s: database error (retrying): %s", name, error
+                    )
                     connections[self.group.using].close()
                 else:
-                    logger.error("maintenance step %s: unexpected error (retrying): %r", name, error, exc_info=True)
+                    logger.error(
+                        "maintenance step %s: unexpected error (retrying): %r",
+                        name,
+                        error,
+                        exc_info=True,
+                    )
         return ok
 
     def recover(self) -> None:
@@ -91,4 +99,6 @@ class Maintenance:
         pruned = liveness.prune_finished(self.group.using, self.group.engine.RESULT_RETENTION)
         concurrency.prune_keys(self.group.using)
         # Behind (a full budget's worth): prune again at the next pass.
-        self.next_prune = time.monotonic() + (0 if pruned >= liveness.PRUNE_BATCH else PRUNE_INTERVAL)
+        self.next_prune = time.monotonic() + (
+            0 if pruned >= liveness.PRUNE_BATCH else PRUNE_INTERVAL
+        )

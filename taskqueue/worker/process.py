@@ -1,9 +1,10 @@
-"""Running one worker process until it is signalled: SIGTERM/SIGINT stop it gracefully, a second one at once.
+"""Running one worker process until it is signalled: SIGTERM/SIGINT stop it gracefully, a second one
+at once.
 
 SIGTERM/SIGINT stop claiming, let running tasks finish (they see `stop_requested()`) for up to
-SHUTDOWN_TIMEOUT, put back what is left without counting the attempt, and exit 0. A second signal exits
-at once (status 1). A process whose worker thread died exits 1 with the reason, for its supervisor
-(systemd, supervisord, a container runtime, or `--processes`) to restart it.
+SHUTDOWN_TIMEOUT, put back what is left without counting the attempt, and exit 0. A second signal
+exits at once (status 1). A process whose worker thread died exits 1 with the reason, for its
+supervisor (systemd, supervisord, a container runtime, or `--processes`) to restart it.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ def run_until_signalled(group: WorkerGroup, supervisor_pid: int | None = None) -
 
 
 def handle_stop_signals(group: WorkerGroup) -> None:
-    """Install the handlers of SIGTERM/SIGINT, then let through any a supervisor held back meanwhile."""
+    """Install the handlers of SIGTERM/SIGINT, then let through any a supervisor held back
+    meanwhile."""
     signals_seen = 0
 
     def on_signal(signum: int, frame: object) -> None:

@@ -37,8 +37,9 @@ class Scheduler(threading.Thread):
         self.stopping = stopping
         self.using = router.db_for_write(RecurringTask)
         self.catch_up = max(recurring.CATCH_UP, timedelta(seconds=5 * engine.SCHEDULER_INTERVAL))
-        # time.monotonic() when the last pass got through (a schedule failing alone does not fail the
-        # pass). It starts at construction, so a scheduler in its first pass is not taken for stuck.
+        # time.monotonic() when the last pass got through (a schedule failing alone does not fail
+        # the pass). It starts at construction, so a scheduler in its first pass is not taken for
+        # stuck.
         self.last_pass_ok_at: float = time.monotonic()
         self.synced = False
         # Static schedules whose settings are invalid: not run until the settings are fixed.
@@ -74,13 +75,15 @@ class Scheduler(threading.Thread):
         self.last_pass_ok_at = time.monotonic()
 
     def prune(self) -> None:
-        """Delete a batch of old runs now and then; a batch a pass while there are more than a batch."""
+        """Delete a batch of old runs now and then; a batch a pass while there are more than a
+        batch."""
         if time.monotonic() < self.prune_at:
             return
         deleted = recurring.prune_runs(batch=self.prune_batch)
         self.prune_at = time.monotonic() + (0 if deleted >= self.prune_batch else PRUNE_INTERVAL)
 
     def pause(self, failures: int) -> float:
-        """The wait before the next pass: the interval, doubling while passes fail (at most MAX_BACKOFF)."""
+        """The wait before the next pass: the interval, doubling while passes fail (at most
+        MAX_BACKOFF)."""
         interval = self.engine.SCHEDULER_INTERVAL
         return interval if not failures else min(interval * 2**failures, max(interval, MAX_BACKOFF))

@@ -42,7 +42,8 @@ QUICK_TASK_SECONDS = 0.005
 # their old place, uncounted), so idle workers can take them: the batch's quick-task horizon.
 RELEASE_AFTER = 0.2
 RELEASE_CHECK_INTERVAL = 0.05
-# A scheduler that has not finished a pass for this long is reported dead by the heartbeat (and health).
+# A scheduler that has not finished a pass for this long is reported dead by the heartbeat (and
+# health).
 SCHEDULER_STUCK_AFTER = 300.0
 # After a wake-up finds nothing due (the enqueuing host's clock a little ahead of ours), look again
 # after these waits before going back to the idle poll.
@@ -85,8 +86,9 @@ class Worker(threading.Thread):
         self._held: set[int] = set()
         self._waiting: collections.deque[ClaimedTask] = collections.deque()
         self._lock = threading.Lock()
-        # The task running now: its id, its control (the heartbeat sets its `cancelled` on a revoke, the
-        # watchdog holds it to its time limits), when it started (time.monotonic()), and the task.
+        # The task running now: its id, its control (the heartbeat sets its `cancelled` on a revoke,
+        # the watchdog holds it to its time limits), when it started (time.monotonic()), and the
+        # task.
         self.running: tuple[int, TaskControl, float, ClaimedTask] | None = None
 
     def held(self) -> set[int]:
@@ -160,7 +162,9 @@ class Worker(threading.Thread):
             ran = self._run_batch(recorder)
             self._flush(recorder)
             per_task = (time.monotonic() - started) / max(ran, 1)
-            batch = min(batch * 2, most) if per_task < QUICK_TASK_SECONDS and ran == len(tasks) else 1
+            batch = (
+                min(batch * 2, most) if per_task < QUICK_TASK_SECONDS and ran == len(tasks) else 1
+            )
         self._flush(recorder)
 
     def _run_batch(self, recorder: Recorder) -> int:
@@ -182,8 +186,12 @@ class Worker(threading.Thread):
                     self._held.discard(task.id)
                 continue
             engine = self.group.engine if self.group is not None else load_settings()
-            control = TaskControl(self.stopping, recorder.worker_name, default_timeout=engine.DEFAULT_TIMEOUT,
-                                  timeout_grace=engine.TIMEOUT_GRACE)  # fmt: skip
+            control = TaskControl(
+                self.stopping,
+                recorder.worker_name,
+                default_timeout=engine.DEFAULT_TIMEOUT,
+                timeout_grace=engine.TIMEOUT_GRACE,
+            )
             self.running = (task.id, control, time.monotonic(), task)
             outcome = run_task(task, control)
             self.running = None
@@ -191,7 +199,8 @@ class Worker(threading.Thread):
             ran += 1
 
     def take_waiting(self) -> list[ClaimedTask]:
-        """The claimed tasks of this thread's batch not yet started, handed over (to be given back)."""
+        """The claimed tasks of this thread's batch not yet started, handed over (to be given
+        back)."""
         with self._lock:
             taken = list(self._waiting)
             self._waiting.clear()
@@ -199,8 +208,8 @@ class Worker(threading.Thread):
         return taken
 
     def _begin(self, recorder: Recorder, task: ClaimedTask) -> Start:
-        """Start `task` (writing the outcomes before it); through a database outage, keep trying until
-        the worker stops (then it is left unstarted, for the group to put back)."""
+        """Start `task` (writing the outcomes before it); through a database outage, keep trying
+        until the worker stops (then it is left unstarted, for the group to put back)."""
         failures = 0
         while True:
             try:
@@ -227,7 +236,10 @@ class Worker(threading.Thread):
                     self._unwritable(recorder, error)
                 failures = self._trouble(self.group, error, failures)
                 if failures > 1000:
-                    logger.error("giving up writing %d outcomes; their tasks will be recovered", len(recorder.pending))
+                    logger.error(
+                        "giving up writing %d outcomes; their tasks will be recovered",
+                        len(recorder.pending),
+                    )
                     recorder.pending.clear()
 
     @staticmethod
@@ -235,10 +247,15 @@ class Worker(threading.Thread):
         """Outcomes that cannot be written (not the database's fault) become failures saying why;
         failures that cannot be written either are dropped, and their tasks recovered as orphans."""
         logger.error("outcomes could not be written: %r", error, exc_info=True)
-        if all(isinstance(o, Failed) and o.error.exc_class == "taskqueue.UnwritableOutcome" for o in recorder.pending):
+        if all(
+            isinstance(o, Failed) and o.error.exc_class == "taskqueue.UnwritableOutcome"
+            for o in recorder.pending
+        ):
             recorder.pending.clear()
             return
-        info = ErrorInfo("taskqueue.UnwritableOutcome", f"The outcome could not be stored: {error!r}"[:1000], "")
+        info = ErrorInfo(
+            "taskqueue.UnwritableOutcome", f"The outcome could not be stored: {error!r}"[:1000], ""
+        )
         recorder.pending = [Failed(outcome.task, info) for outcome in recorder.pending]
 
     def _trouble(self, group: WorkerGroup | None, error: Exception, failures: int) -> int:
@@ -264,16 +281,19 @@ class WorkerGroup(threading.Thread):
         process_exits: bool = False,
         burst: bool = False,
     ) -> None:
-        """`schedule`: also run the scheduler of recurring tasks in this process. `process_exits`: the
-        process ends when the group does (the worker command), so tasks still running in its threads
-        after SHUTDOWN_TIMEOUT are put back; otherwise (a group run from Python) they are left to end,
-        since a thread cannot be stopped from outside, and the group waits for them. `burst`: each
-        thread ends once it finds nothing due, and the group with the last one.
+        """`schedule`: also run the scheduler of recurring tasks in this process. `process_exits`:
+        the process ends when the group does (the worker command), so tasks still running in its
+        threads after SHUTDOWN_TIMEOUT are put back; otherwise (a group run from Python) they are
+        left to end, since a thread cannot be stopped from outside, and the group waits for them.
+        `burst`: each thread ends once it finds nothing due, and the group with the last one.
 
         Raises ValueError for a name the worker table cannot hold (it would never register)."""
         longest = WorkerProcess._meta.get_field("name").max_length or 0
         if not name or len(name) > longest:
-            raise ValueError(f"A worker name must be 1 to {longest} characters, got {len(name)}: {name[:40]!r}...")
+            raise ValueError(
+                f"A worker name must be 1 to {longest} characters, "
+                f"got {len(name)}: {name[:40]!r}..."
+            )
         super().__init__(name=f"{name}-group", daemon=True)
         self.schedule = schedule
         self.process_exits = process_exits
@@ -289,9 +309,11 @@ class WorkerGroup(threading.Thread):
         self.process_id: int = 0
         self.identity = name
         self.stopping = threading.Event()
-        # Why a thread of this group died (None while all is well): the worker command exits non-zero.
+        # Why a thread of this group died (None while all is well): the worker command exits
+        # non-zero.
         self.failure: str | None = None
-        # Set once the process is registered (or the group gave up): its workers may claim from then on.
+        # Set once the process is registered (or the group gave up): its workers may claim from then
+        # on.
         self.registered = threading.Event()
         self._ended = threading.Event()
         self.scheduler: threading.Thread | None = None
@@ -313,13 +335,14 @@ class WorkerGroup(threading.Thread):
             self.request_stop()
 
     def stop(self) -> None:
-        """Ask every thread to stop and wait. Tasks not started are put back; running ones are asked to
-        stop (`stop_requested()`) and waited for."""
+        """Ask every thread to stop and wait. Tasks not started are put back; running ones are asked
+        to stop (`stop_requested()`) and waited for."""
         self.request_stop()
         self.join()
 
     def thread_failed(self, reason: str) -> None:
-        """A thread of this process died: stop, so the process exits for its supervisor to restart it."""
+        """A thread of this process died: stop, so the process exits for its supervisor to restart
+        it."""
         if self.failure is None:
             self.failure = reason
         self.request_stop()
@@ -343,14 +366,18 @@ class WorkerGroup(threading.Thread):
     def _run(self) -> None:
         selectors = list(dict.fromkeys(s for worker in self.workers for s in worker.selectors))
         threads = len(self.workers)
-        process = self._retry_until_stopped(lambda: liveness.register(self.using, self.worker_name, selectors, threads))
+        process = self._retry_until_stopped(
+            lambda: liveness.register(self.using, self.worker_name, selectors, threads)
+        )
         if process is None:
             self.registered.set()
             return
         self.process_id = process.pk
         self.identity = str(process)
         executors.worker_starting()
-        self._start_duty("heartbeat", lambda: self._heartbeat(liveness.Heartbeat(self.using, process)))
+        self._start_duty(
+            "heartbeat", lambda: self._heartbeat(liveness.Heartbeat(self.using, process))
+        )
         self._start_duty("releaser", self._release_stuck_batches)
         if self.engine.LISTEN_NOTIFY and databases.for_alias(self.using).wakes_workers:
             from taskqueue.worker.wakeup import Listener
@@ -373,7 +400,10 @@ class WorkerGroup(threading.Thread):
             self.scheduler = Scheduler(self.engine, self.stopping)
             self.scheduler.start()
         recovery = liveness.Recovery(
-            self.using, self.process_id, self.engine.HEARTBEAT_INTERVAL, self.engine.WORKER_DEAD_AFTER
+            self.using,
+            self.process_id,
+            self.engine.HEARTBEAT_INTERVAL,
+            self.engine.WORKER_DEAD_AFTER,
         )
         self._maintain(recovery)
         self._shut_down()
@@ -386,13 +416,20 @@ class WorkerGroup(threading.Thread):
         keep: set[int] = set()
         if busy and not self.process_exits:
             keep = set().union(*(worker.held() for worker in busy))
-            logger.warning("waiting for %d tasks still running after the shutdown timeout", len(busy))
-        self._retry_until_stopped(lambda: liveness.put_back(self.using, self.process_id, keep=keep), give_up_after=10)
+            logger.warning(
+                "waiting for %d tasks still running after the shutdown timeout", len(busy)
+            )
+        self._retry_until_stopped(
+            lambda: liveness.put_back(self.using, self.process_id, keep=keep), give_up_after=10
+        )
         if keep:
             for worker in busy:
-                worker.join()  # its task ends, and its outcome is written, under this process's heartbeat
+                # its task ends, and its outcome is written, under this process's heartbeat
+                worker.join()
         self._ended.set()
-        self._retry_until_stopped(lambda: liveness.deregister(self.using, self.process_id), give_up_after=10)
+        self._retry_until_stopped(
+            lambda: liveness.deregister(self.using, self.process_id), give_up_after=10
+        )
         logger.info("worker process stopped id=%s", self.process_id)
 
     def _start_duty(self, name: str, duty: Callable[[], None]) -> None:
@@ -420,16 +457,24 @@ class WorkerGroup(threading.Thread):
                 logger.warning("heartbeat failed (retrying): %r", error)
                 connections[self.using].close()
                 failures += 1
-            if self._ended.wait(self.engine.HEARTBEAT_INTERVAL if failures == 0 else backoff_seconds(failures)):
+            if self._ended.wait(
+                self.engine.HEARTBEAT_INTERVAL if failures == 0 else backoff_seconds(failures)
+            ):
                 return
 
     @staticmethod
     def _counts_alive(worker: Worker) -> bool:
-        """Alive for the health check: running, not yet started, or ended by a stop (not by a failure)."""
-        return worker.is_alive() or worker.ident is None or (worker.stopping.is_set() and worker.failure is None)
+        """Alive for the health check: running, not yet started, or ended by a stop (not by a
+        failure)."""
+        return (
+            worker.is_alive()
+            or worker.ident is None
+            or (worker.stopping.is_set() and worker.failure is None)
+        )
 
     def _scheduler_alive(self) -> bool | None:
-        """None without a scheduler; False once it died or has not finished a pass for SCHEDULER_STUCK_AFTER."""
+        """None without a scheduler; False once it died or has not finished a pass for
+        SCHEDULER_STUCK_AFTER."""
         if self.scheduler is None:
             return None
         if self.stopping.is_set():
@@ -438,16 +483,22 @@ class WorkerGroup(threading.Thread):
         return self.scheduler.is_alive() and time.monotonic() - last_pass < SCHEDULER_STUCK_AFTER
 
     def _maintain(self, recovery: liveness.Recovery) -> None:
-        """The process's maintenance steps every HEARTBEAT_INTERVAL (backing off while they fail), and
-        a watch that every thread still lives."""
+        """The process's maintenance steps every HEARTBEAT_INTERVAL (backing off while they fail),
+        and a watch that every thread still lives."""
         maintenance = Maintenance(self, recovery)
         failures = 0
-        while not self.stopping.wait(self.engine.HEARTBEAT_INTERVAL if failures == 0 else backoff_seconds(failures)):
+        while not self.stopping.wait(
+            self.engine.HEARTBEAT_INTERVAL if failures == 0 else backoff_seconds(failures)
+        ):
             self._watch_threads()
             failures = 0 if maintenance.run_once() else failures + 1
 
     def _watch_threads(self) -> None:
-        dead = [worker.name for worker in self.workers if not worker.is_alive() and not worker.stopping.is_set()]
+        dead = [
+            worker.name
+            for worker in self.workers
+            if not worker.is_alive() and not worker.stopping.is_set()
+        ]
         dead += [duty.name for duty in self._duties if not duty.is_alive()]
         if self.scheduler is not None and not self.scheduler.is_alive():
             dead.append(self.scheduler.name)
@@ -455,8 +506,8 @@ class WorkerGroup(threading.Thread):
             self.thread_failed(f"threads died: {', '.join(dead)}")
 
     def _release_stuck_batches(self) -> None:
-        """Give back the unstarted rest of a batch whose current task has run past RELEASE_AFTER; and hold
-        running tasks to their time limits (see taskqueue.worker.timelimits)."""
+        """Give back the unstarted rest of a batch whose current task has run past RELEASE_AFTER;
+        and hold running tasks to their time limits (see taskqueue.worker.timelimits)."""
         while not self._ended.wait(RELEASE_CHECK_INTERVAL):
             timelimits.enforce(self, time.monotonic())
             for worker in self.workers:
@@ -469,9 +520,13 @@ class WorkerGroup(threading.Thread):
 
     def _give_back(self, tasks: list[ClaimedTask]) -> None:
         claims = [(task.id, task.claims) for task in tasks]
-        released = self._retry_until_stopped(lambda: liveness.release_unstarted(self.using, claims), give_up_after=5)
+        released = self._retry_until_stopped(
+            lambda: liveness.release_unstarted(self.using, claims), give_up_after=5
+        )
         if released is None:
-            logger.warning("could not give back %d claimed tasks; they will be put back as orphans", len(tasks))
+            logger.warning(
+                "could not give back %d claimed tasks; they will be put back as orphans", len(tasks)
+            )
         elif released:
             logger.info("gave back %d claimed tasks waiting behind a long task", released)
             self.wake_all()

@@ -2,14 +2,15 @@
 
 Soft: at its deadline a task's `stop_requested()` turns true and TimeLimitExceeded is raised in its
 thread at its next bytecode (an asynchronous exception); the attempt then fails or is retried by the
-task's rules. Code blocked in C (a sleep whose exceptions the task swallows, a socket read) never sees
-it, so:
+task's rules. Code blocked in C (a sleep whose exceptions the task swallows, a socket read) never
+sees it, so:
 
-Hard: a task still running TIMEOUT_GRACE after its soft deadline (or at its hard `time_limit`) has its
-worker process ended. Before the process exits, the attempt is recorded as timed out (TimeLimitExceeded,
-counted, retried or failed by the task's rules: not abandoned, not a crash), and the other tasks of the
-process are put back uncounted; its supervisor (`--processes`, supervisord, honcho, systemd) starts a new
-one. A group that does not own its process (started from Python) only logs a task past its hard limit.
+Hard: a task still running TIMEOUT_GRACE after its soft deadline (or at its hard `time_limit`) has
+its worker process ended. Before the process exits, the attempt is recorded as timed out
+(TimeLimitExceeded, counted, retried or failed by the task's rules: not abandoned, not a crash), and
+the other tasks of the process are put back uncounted; its supervisor (`--processes`, supervisord,
+honcho, systemd) starts a new one. A group that does not own its process (started from Python) only
+logs a task past its hard limit.
 """
 
 from __future__ import annotations
@@ -44,8 +45,16 @@ def enforce(group: WorkerGroup, now: float) -> None:
         if running is None:
             continue
         task, control = running[3], running[1]
-        if control.soft_deadline is not None and now >= control.soft_deadline and control.time_out():
-            logger.warning("task timed out id=%s path=%s: TimeLimitExceeded raised in it", task.id, task.task_path)
+        if (
+            control.soft_deadline is not None
+            and now >= control.soft_deadline
+            and control.time_out()
+        ):
+            logger.warning(
+                "task timed out id=%s path=%s: TimeLimitExceeded raised in it",
+                task.id,
+                task.task_path,
+            )
         if control.hard_deadline is not None and now >= control.hard_deadline and control.running():
             hard_limit(group, task, control)
 
@@ -54,14 +63,24 @@ def hard_limit(group: WorkerGroup, task: ClaimedTask, control: TaskControl) -> N
     if not group.process_exits:
         if not getattr(control, "hard_limit_logged", False):
             control.hard_limit_logged = True  # type: ignore[attr-defined]
-            logger.error("task id=%s is past its hard time limit; its thread cannot be stopped from here", task.id)
+            logger.error(
+                "task id=%s is past its hard time limit; its thread cannot be stopped from here",
+                task.id,
+            )
         return
-    logger.critical("task id=%s path=%s is past its hard time limit: ending this worker process", task.id,
-                    task.task_path)  # fmt: skip
+    logger.critical(
+        "task id=%s path=%s is past its hard time limit: ending this worker process",
+        task.id,
+        task.task_path,
+    )
     try:
-        error = TimeLimitExceeded("The task ran past its hard time limit: its worker process was ended.")
+        error = TimeLimitExceeded(
+            "The task ran past its hard time limit: its worker process was ended."
+        )
         outcome = after_error(task, control, control.attempt, error)
-        recorder = Recorder(group.using, group.process_id, group.identity, group.engine.RESULT_RETENTION)
+        recorder = Recorder(
+            group.using, group.process_id, group.identity, group.engine.RESULT_RETENTION
+        )
         recorder.add(outcome)
         recorder.flush()
         log_outcome(outcome, time.monotonic() - (control.soft_deadline or time.monotonic()))

@@ -1,4 +1,5 @@
-"""PostgreSQL LISTEN/NOTIFY: wake idle workers within milliseconds of a commit that makes a task ready.
+"""PostgreSQL LISTEN/NOTIFY: wake idle workers within milliseconds of a commit that makes a
+task ready.
 
 A trigger (see the migrations) notifies the channel; this is an optimisation only, polling remains
 the correctness path, so any trouble here just means waking at the next poll.
@@ -19,13 +20,20 @@ from django.db import connections
 
 logger = logging.getLogger("taskqueue.wakeup")
 CHANNEL = "taskqueue"
-# A connection that only listens sends nothing, so a half-open one (a failover, a dropped route) would
-# go unnoticed: TCP keepalives and a bounded wait for unacknowledged data notice it, and a query every
-# PROBE_INTERVAL seconds proves the server still answers. A peer that acknowledges data but never
-# answers (a hung proxy or pooler) defeats both TCP timers: a probe unanswered for PROBE_TIMEOUT has
-# its socket shut down, which ends the wait with an error, and the listener connects again.
-KEEPALIVE = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3,
-             "tcp_user_timeout": 15000, "application_name": "taskqueue-listener"}  # fmt: skip
+# A connection that only listens sends nothing, so a half-open one (a failover, a dropped route)
+# would go unnoticed: TCP keepalives and a bounded wait for unacknowledged data notice it, and a
+# query every PROBE_INTERVAL seconds proves the server still answers. A peer that acknowledges data
+# but never answers (a hung proxy or pooler) defeats both TCP timers: a probe unanswered for
+# PROBE_TIMEOUT has its socket shut down, which ends the wait with an error, and the listener
+# connects again.
+KEEPALIVE = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 15000,
+    "application_name": "taskqueue-listener",
+}
 PROBE_INTERVAL = 30.0
 PROBE_TIMEOUT = 10.0
 
@@ -77,6 +85,9 @@ def probe(conn: Any, timeout: float = PROBE_TIMEOUT) -> None:
 
 
 def _shut_down(fileno: int) -> None:
-    logger.warning("wake-up listener: the server did not answer a probe in %.0fs; connecting again", PROBE_TIMEOUT)
+    logger.warning(
+        "wake-up listener: the server did not answer a probe in %.0fs; connecting again",
+        PROBE_TIMEOUT,
+    )
     with contextlib.suppress(OSError), socket.socket(fileno=os.dup(fileno)) as sock:
         sock.shutdown(socket.SHUT_RDWR)

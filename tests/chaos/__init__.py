@@ -1,1 +1,2 @@
-"""Tasks for the chaos suite (`python -m scripts.chaos`, `make chaos`): one per front door, recording runs."""
+"""Tasks for the chaos suite (`python -m scripts.chaos`, `make chaos`): one per front door,
+recording runs."""

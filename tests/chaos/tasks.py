@@ -5,11 +5,11 @@ when it stopped on request and raises `Stopped`) to the file named by $CHAOS_REC
 
     START <key> <pid> <thread> <attempt> <monotonic> <wall>
 
-`key` names the task (the chaos harness gives each a unique one), `attempt` is the attempt number the
-task's front door reports (1 for the first; "-" where the door tells none: the Celery-style API), the
-times are `time.monotonic()` (one clock for every process of the host) and `time.time()`. Lines are
-written with one `os.write` on an `O_APPEND` descriptor, so each lands whole and is on disk (in the
-page cache) before the next statement runs: a SIGKILL right after it loses nothing.
+`key` names the task (the chaos harness gives each a unique one), `attempt` is the attempt number
+the task's front door reports (1 for the first; "-" where the door tells none: the Celery-style
+API), the times are `time.monotonic()` (one clock for every process of the host) and `time.time()`.
+Lines are written with one `os.write` on an `O_APPEND` descriptor, so each lands whole and is on
+disk (in the page cache) before the next statement runs: a SIGKILL right after it loses nothing.
 
 The harness reads these records, not the queue's tables, to tell how often each task really ran.
 """
@@ -53,7 +53,9 @@ def record(event: str, key: str, attempt: object = "-") -> None:
     if fd is None:
         return
     thread = threading.current_thread().name.replace(" ", "_") or "-"
-    line = f"{event} {key} {os.getpid()} {thread} {attempt} {time.monotonic():.6f} {time.time():.6f}\n"
+    line = (
+        f"{event} {key} {os.getpid()} {thread} {attempt} {time.monotonic():.6f} {time.time():.6f}\n"
+    )
     os.write(fd, line.encode())
 
 
@@ -112,7 +114,9 @@ class ChaosTickQueue(BaseQueue[object]):
 
 
 @task(queue_name=QUEUE, takes_context=True, max_attempts=MAX_ATTEMPTS)
-def chaos_django(context: TaskContext, key: str, seconds: float = 0.0, stoppable: bool = False) -> str:
+def chaos_django(
+    context: TaskContext, key: str, seconds: float = 0.0, stoppable: bool = False
+) -> str:
     return work(key, seconds, stoppable, context.attempt)
 
 

@@ -1,4 +1,5 @@
-"""The site is ready for production: `check --deploy` is clean, static files are served by whitenoise."""
+"""The site is ready for production: `check --deploy` is clean, static files are served by
+whitenoise."""
 
 from __future__ import annotations
 
@@ -31,7 +32,9 @@ def test_gunicorn_serves_hashed_compressed_static_files(production_env, gunicorn
     stylesheet = re.search(r'href="(/static/css/site\.[0-9a-f]{12}\.css)"', home)
     assert stylesheet, "the home page links the hashed stylesheet"
 
-    request = urllib.request.Request(base_url + stylesheet.group(1), headers={"Accept-Encoding": "gzip"} | behind_proxy)
+    request = urllib.request.Request(
+        base_url + stylesheet.group(1), headers={"Accept-Encoding": "gzip"} | behind_proxy
+    )
     with urllib.request.urlopen(request, timeout=5) as response:
         assert response.status == 200
         assert response.headers["Content-Encoding"] == "gzip"

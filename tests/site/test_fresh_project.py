@@ -1,5 +1,6 @@
-"""The `taskqueue` folder stands alone: copied into a project that `django-admin startproject` just made,
-set up as taskqueue/README.md says, it runs a task through each front door with a real worker."""
+"""The `taskqueue` folder stands alone: copied into a project that `django-admin startproject` just
+made, set up as taskqueue/README.md says, it runs a task through each front door with a real
+worker."""
 
 from __future__ import annotations
 
@@ -84,12 +85,17 @@ def test_the_folder_runs_every_front_door_in_a_fresh_startproject(tmp_path: Path
     project = tmp_path / "fresh"
     project.mkdir()
     record = tmp_path / "record.txt"
-    # The interpreter's own packages (Django, croniter) and nothing of this site: no PYTHONPATH to it.
-    env = {key: value for key, value in os.environ.items() if key in ("PATH", "HOME", "LANG", "TMPDIR")}
+    # The interpreter's own packages (Django, croniter) and nothing of this site: no PYTHONPATH to
+    # it.
+    env = {
+        key: value for key, value in os.environ.items() if key in ("PATH", "HOME", "LANG", "TMPDIR")
+    }
     env |= {"RECORD": str(record), "PYTHONUNBUFFERED": "1"}
     python = sys.executable
     run([python, "-m", "django", "startproject", "mysite", str(project)], tmp_path, env)
-    shutil.copytree(PROJECT / "taskqueue", project / "taskqueue", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        PROJECT / "taskqueue", project / "taskqueue", ignore=shutil.ignore_patterns("__pycache__")
+    )
     run([python, "manage.py", "startapp", "jobs"], project, env)
     (project / "jobs" / "tasks.py").write_text(TASKS)
     with open(project / "mysite" / "settings.py", "a") as settings:

@@ -36,7 +36,9 @@ def half_sent_requests(base_url: str, count: int) -> Iterator[list[socket.socket
     with ExitStack() as stack:
         sockets = []
         for _ in range(count):
-            client = stack.enter_context(socket.create_connection((parts.hostname, parts.port), timeout=5))
+            client = stack.enter_context(
+                socket.create_connection((parts.hostname, parts.port), timeout=5)
+            )
             client.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
             sockets.append(client)
         yield sockets
@@ -49,11 +51,15 @@ def test_half_sent_requests_do_not_stop_the_site(gunicorn) -> None:
         started = time.monotonic()
         for _ in range(3):
             assert get(base_url, "/healthz", timeout=10).status == 200
-        assert time.monotonic() - started < 5, "the site answered while slow clients held connections"
+        assert time.monotonic() - started < 5, (
+            "the site answered while slow clients held connections"
+        )
 
 
 def test_the_scheme_header_is_ignored_unless_a_proxy_is_trusted(production_env, gunicorn) -> None:
-    assert manage("collectstatic", "--noinput", env=production_env).returncode == 0  # the pages link them
+    assert (
+        manage("collectstatic", "--noinput", env=production_env).returncode == 0
+    )  # the pages link them
     spoofed = {"X-Forwarded-Proto": "https"}
     untrusted = gunicorn(SECURE_SSL_REDIRECT="true")
     response = get(untrusted, "/", spoofed)
@@ -61,7 +67,9 @@ def test_the_scheme_header_is_ignored_unless_a_proxy_is_trusted(production_env, 
         "a request over plain HTTP is redirected, whatever header the client sends"
     )
     trusted = gunicorn(SECURE_SSL_REDIRECT="true", TRUST_X_FORWARDED_PROTO="true")
-    assert get(trusted, "/", spoofed).status == 200, "behind a trusted proxy the header tells the scheme"
+    assert get(trusted, "/", spoofed).status == 200, (
+        "behind a trusted proxy the header tells the scheme"
+    )
 
 
 def test_gunicorn_listens_on_loopback_unless_host_is_set() -> None:

@@ -15,7 +15,9 @@ from tests.conftest import manage
 def test_local_env_turns_debug_on_with_fresh_secrets() -> None:
     example = (write_env.PROJECT / ".env.example").read_text()
     first, second = write_env.local_env(example), write_env.local_env(example)
-    values = dict(line.split("=", 1) for line in first.splitlines() if line and not line.startswith("#"))
+    values = dict(
+        line.split("=", 1) for line in first.splitlines() if line and not line.startswith("#")
+    )
     assert values["DEBUG"] == "true"
     assert len(values["SECRET_KEY"]) >= 50 and values["SECRET_KEY"] != "change-me"
     assert values["DJANGO_SUPERUSER_PASSWORD"] != "change-me"
@@ -23,8 +25,9 @@ def test_local_env_turns_debug_on_with_fresh_secrets() -> None:
 
 
 def test_honcho_and_the_site_read_the_same_values_from_the_env_file(tmp_path, monkeypatch) -> None:
-    """`make run` starts honcho, which reads .env itself, and the site reads it again with django-environ:
-    a value either of them reads differently (spaces, "#") would reach the processes mangled."""
+    """`make run` starts honcho, which reads .env itself, and the site reads it again with
+    django-environ: a value either of them reads differently (spaces, "#") would reach the processes
+    mangled."""
     written = write_env.local_env((write_env.PROJECT / ".env.example").read_text())
     by_honcho = dict(parse(written))
     env_file = tmp_path / ".env"
@@ -47,7 +50,10 @@ def test_existing_env_file_is_kept(tmp_path, monkeypatch: pytest.MonkeyPatch) ->
 
 @pytest.mark.slow
 def test_ensure_local_admin_creates_the_login_once_and_prints_it(production_env) -> None:
-    env = production_env | {"DJANGO_SUPERUSER_USERNAME": "admin", "DJANGO_SUPERUSER_PASSWORD": "s3cret-Pw!"}
+    env = production_env | {
+        "DJANGO_SUPERUSER_USERNAME": "admin",
+        "DJANGO_SUPERUSER_PASSWORD": "s3cret-Pw!",
+    }
     assert manage("migrate", "-v0", env=env).returncode == 0
     first = manage("ensure_local_admin", env=env)
     assert first.returncode == 0, first.stderr
@@ -55,6 +61,9 @@ def test_ensure_local_admin_creates_the_login_once_and_prints_it(production_env)
     again = manage("ensure_local_admin", env=env)
     assert "(exists)" in again.stdout
     check = manage(
-        "shell", "-c", "from django.contrib.auth.models import User; print(User.objects.get().is_superuser)", env=env
+        "shell",
+        "-c",
+        "from django.contrib.auth.models import User; print(User.objects.get().is_superuser)",
+        env=env,
     )
     assert check.stdout.strip().splitlines()[-1] == "True"

@@ -12,11 +12,19 @@ from django.urls import reverse
 
 
 @pytest.mark.django_db
-def test_home_page_explains_the_template_and_links_the_demos_the_admin_and_the_dashboard(client: Client) -> None:
+def test_home_page_explains_the_template_and_links_the_demos_the_admin_and_the_dashboard(
+    client: Client,
+) -> None:
     response = client.get(reverse("core:home"))
     assert response.status_code == 200
     assert "database-backed task queue" in response.text
-    for name in ("emails:signup", "emails:contact", "reports:list", "admin:taskqueue_dashboard", "admin:index"):
+    for name in (
+        "emails:signup",
+        "emails:contact",
+        "reports:list",
+        "admin:taskqueue_dashboard",
+        "admin:index",
+    ):
         assert f'href="{reverse(name)}"' in response.text, name
 
 

@@ -31,7 +31,9 @@ def test_bool_rejects_anything_else_naming_the_variable(environment) -> None:
         environment(DEBUG="maybe").bool("DEBUG", default=False)
 
 
-def test_missing_required_value_says_which_variable(environment, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_required_value_says_which_variable(
+    environment, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("SECRET_KEY", raising=False)
     with pytest.raises(ImproperlyConfigured, match="Set the SECRET_KEY environment variable"):
         environment().raw("SECRET_KEY")
@@ -62,7 +64,9 @@ def test_log_level_is_checked(environment) -> None:
 
 
 def test_sqlite_url_gets_wal_immediate_transactions_and_busy_timeout(environment, tmp_path) -> None:
-    config = environment(DATABASE_URL=f"sqlite:///{tmp_path}/x.sqlite3").database("DATABASE_URL", default="")
+    config = environment(DATABASE_URL=f"sqlite:///{tmp_path}/x.sqlite3").database(
+        "DATABASE_URL", default=""
+    )
     assert config["ENGINE"] == "django.db.backends.sqlite3"
     assert config["NAME"] == f"{tmp_path}/x.sqlite3"
     assert "journal_mode=WAL" in config["OPTIONS"]["init_command"]
@@ -117,18 +121,33 @@ def test_email_url_console_and_ssl(environment) -> None:
         .mailers("EMAIL_URL", default="")["default"]["BACKEND"]
         .endswith("console.EmailBackend")
     )
-    ssl = environment(EMAIL_URL="smtp+ssl://mail.example.com:465").mailers("EMAIL_URL", default="")["default"]
-    assert ssl["OPTIONS"] == {"host": "mail.example.com", "port": 465, "use_ssl": True, "timeout": 30}
+    ssl = environment(EMAIL_URL="smtp+ssl://mail.example.com:465").mailers("EMAIL_URL", default="")[
+        "default"
+    ]
+    assert ssl["OPTIONS"] == {
+        "host": "mail.example.com",
+        "port": 465,
+        "use_ssl": True,
+        "timeout": 30,
+    }
 
 
-def test_smtp_gets_a_timeout_so_a_hung_server_cannot_hold_a_worker_and_the_url_can_change_it(environment) -> None:
-    hurried = environment(EMAIL_URL="smtp://mail.example.com:25?timeout=5").mailers("EMAIL_URL", default="")
+def test_smtp_gets_a_timeout_so_a_hung_server_cannot_hold_a_worker_and_the_url_can_change_it(
+    environment,
+) -> None:
+    hurried = environment(EMAIL_URL="smtp://mail.example.com:25?timeout=5").mailers(
+        "EMAIL_URL", default=""
+    )
     assert hurried["default"]["OPTIONS"]["timeout"] == 5
 
 
 @pytest.mark.parametrize(
     ("url", "message"),
-    [("carrier-pigeon://coop", "is not supported"), ("smtp://", "needs a host"), ("smtp://h:99999", "bad port")],
+    [
+        ("carrier-pigeon://coop", "is not supported"),
+        ("smtp://", "needs a host"),
+        ("smtp://h:99999", "bad port"),
+    ],
 )
 def test_bad_email_urls_are_refused(environment, url: str, message: str) -> None:
     with pytest.raises(ImproperlyConfigured, match=message):
@@ -141,7 +160,12 @@ def test_smtp_mailer_built_by_django_from_email_url(settings) -> None:
 
     settings.MAILERS = {"default": mailer_config("EMAIL_URL", "smtp://u:pw@127.0.0.1:2525")}
     backend = mailers.default
-    assert (backend.host, backend.port, backend.username, backend.password) == ("127.0.0.1", 2525, "u", "pw")
+    assert (backend.host, backend.port, backend.username, backend.password) == (
+        "127.0.0.1",
+        2525,
+        "u",
+        "pw",
+    )
 
 
 @pytest.mark.slow
@@ -162,7 +186,9 @@ def test_site_refuses_to_start_without_a_secret_key(production_env) -> None:
 @pytest.mark.slow
 def test_debug_is_off_unless_turned_on(production_env) -> None:
     env = {key: value for key, value in production_env.items() if key != "DEBUG"}
-    result = manage("shell", "-c", "from django.conf import settings; print(settings.DEBUG)", env=env)
+    result = manage(
+        "shell", "-c", "from django.conf import settings; print(settings.DEBUG)", env=env
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "False"
 
@@ -180,7 +206,8 @@ def test_env_file_is_read_but_the_environment_wins(production_env, tmp_path) -> 
 
 def test_empty_value_counts_as_unset(environment) -> None:
     assert (
-        environment(DATABASE_URL="").raw("DATABASE_URL", "sqlite:///fallback.sqlite3") == "sqlite:///fallback.sqlite3"
+        environment(DATABASE_URL="").raw("DATABASE_URL", "sqlite:///fallback.sqlite3")
+        == "sqlite:///fallback.sqlite3"
     )
 
 

@@ -8,4 +8,6 @@ from taskqueue.models import Task
 def status_counts() -> dict[str, int]:
     from django.db.models import Count
 
-    return {row["status"]: row["n"] for row in Task.objects.values("status").annotate(n=Count("id"))}
+    return {
+        row["status"]: row["n"] for row in Task.objects.values("status").annotate(n=Count("id"))
+    }

@@ -1,4 +1,5 @@
-"""Run in two processes at once by the dupe-key race test: both add the same keys, one after the other."""
+"""Run in two processes at once by the dupe-key race test: both add the same keys, one after the
+other."""
 
 import os
 import sys

@@ -42,7 +42,8 @@ def explode(message: str) -> None:
 
 @shared_task
 def long_running(seconds: float) -> str:
-    """Polls stop_requested(), as long tasks should, and stops early when asked (raising Stopped)."""
+    """Polls stop_requested(), as long tasks should, and stops early when asked (raising
+    Stopped)."""
     record("long_running started")
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:

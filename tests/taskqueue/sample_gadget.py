@@ -1,6 +1,6 @@
-"""A module that is importable but declares no task to the queue (it is no task module): what a row or
-a schedule could name to run import-time code. Importing it records `gadget imported <pid>`; calling
-`run` records `gadget ran`. Tests prove that neither happens."""
+"""A module that is importable but declares no task to the queue (it is no task module): what a row
+or a schedule could name to run import-time code. Importing it records `gadget imported <pid>`;
+calling `run` records `gadget ran`. Tests prove that neither happens."""
 
 from __future__ import annotations
 

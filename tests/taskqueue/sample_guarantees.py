@@ -1,5 +1,5 @@
-"""Tasks for the fault tests of the engine's guarantees: each records its start and end to the test's
-file (O_APPEND writes, which survive a SIGKILL of the process that made them)."""
+"""Tasks for the fault tests of the engine's guarantees: each records its start and end to the
+test's file (O_APPEND writes, which survive a SIGKILL of the process that made them)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Tasks that take any arguments, one per front door: the payload-limit and status tests enqueue them."""
+"""Tasks that take any arguments, one per front door: the payload-limit and status tests enqueue
+them."""
 
 from __future__ import annotations
 

@@ -57,7 +57,8 @@ class DeepFailureQueue(BaseQueue[int]):
 
     @classmethod
     def process(cls, task_info: TaskInfo[int]) -> Retry | None:
-        # Two functions calling each other: Python abbreviates runs of one repeated frame, not these.
+        # Two functions calling each other: Python abbreviates runs of one repeated frame, not
+        # these.
         def down(depth: int) -> None:
             if depth == 0:
                 raise RuntimeError("bottom reached")
@@ -137,7 +138,8 @@ class PickledQueue(BaseQueue[object]):
 
 
 class StoppableQueue(BaseQueue[float]):
-    """Runs up to `arg` seconds, polling stop_requested(); on a stop, asks to be put back uncounted."""
+    """Runs up to `arg` seconds, polling stop_requested(); on a stop, asks to be put back
+    uncounted."""
 
     queue_name = "slow"
 
@@ -183,7 +185,8 @@ class NotAQueue:
 
 
 class HangOnceQueue(BaseQueue[None]):
-    """Hangs (ignoring stop requests) on its first attempt, so a test can kill the worker mid-task."""
+    """Hangs (ignoring stop requests) on its first attempt, so a test can kill the worker
+    mid-task."""
 
     queue_name = "hang-once"
 

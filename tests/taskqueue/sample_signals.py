@@ -1,4 +1,5 @@
-"""Long django.tasks tasks for the signal tests; importable by the worker processes the tests start."""
+"""Long django.tasks tasks for the signal tests; importable by the worker processes the tests
+start."""
 
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ def stubborn_task(context: TaskContext, seconds: float) -> str:
 
 @task(queue_name="signals")
 def break_the_next_claim() -> None:
-    """Makes this process's next claim raise SystemExit, which no worker loop catches: the thread dies."""
+    """Makes this process's next claim raise SystemExit, which no worker loop catches: the thread
+    dies."""
     from taskqueue.engine.claim import Claimer
 
     def die(*args: object, **kwargs: object) -> None:
@@ -58,8 +60,11 @@ def break_the_next_claim() -> None:
     Claimer.claim = die
 
 
-def record_ending(sender: object, task_id: int, kind: str, task_path: str, state: str, outcome: str, **kw: object):
-    """taskqueue's task_ended, recorded where TEST_RECORD_ENDINGS asks (worker processes of the signal tests)."""
+def record_ending(
+    sender: object, task_id: int, kind: str, task_path: str, state: str, outcome: str, **kw: object
+):
+    """taskqueue's task_ended, recorded where TEST_RECORD_ENDINGS asks (worker processes of the
+    signal tests)."""
     if os.environ.get("TEST_RECORD_ENDINGS"):
         record(f"ended {task_id} {kind} {state} {outcome} {os.getpid()}")
 

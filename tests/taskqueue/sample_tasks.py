@@ -1,4 +1,5 @@
-"""django.tasks task functions the tests enqueue; importable by the worker processes the tests start."""
+"""django.tasks task functions the tests enqueue; importable by the worker processes the tests
+start."""
 
 from __future__ import annotations
 

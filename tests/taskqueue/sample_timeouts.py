@@ -1,4 +1,5 @@
-"""Tasks that run past their time limits, one way each; importable by the worker processes the tests start.
+"""Tasks that run past their time limits, one way each; importable by the worker processes the tests
+start.
 
 Each records `<task id> <event> <pid>` lines (see sample_queues.record)."""
 
@@ -74,8 +75,8 @@ class StopsWhenTimedOut(BaseQueue[None]):
 
 
 class SleepsSwallowing(BaseQueue[None]):
-    """Blocks in C (sleep) and swallows every exception: only ending its process ends it. Its rules retry
-    a time-out once (TimeLimitExceeded is a TimeoutError)."""
+    """Blocks in C (sleep) and swallows every exception: only ending its process ends it. Its rules
+    retry a time-out once (TimeLimitExceeded is a TimeoutError)."""
 
     queue_name = "timeouts"
     timeout = LIMIT
@@ -104,7 +105,9 @@ class ReadsForever(BaseQueue[dict]):
     @classmethod
     def process(cls, task_info: TaskInfo[dict]) -> None:
         record(f"{task_info.id} start {os.getpid()}")
-        with socket.create_connection(("127.0.0.1", task_info.get_arg()["port"]), timeout=MOST) as peer:
+        with socket.create_connection(
+            ("127.0.0.1", task_info.get_arg()["port"]), timeout=MOST
+        ) as peer:
             peer.recv(1)
 
 

@@ -1,4 +1,5 @@
-"""The admin as an operator uses it: groups with counts, search, readable failures, retry and cancel."""
+"""The admin as an operator uses it: groups with counts, search, readable failures, retry and
+cancel."""
 
 from __future__ import annotations
 
@@ -22,7 +23,9 @@ def operator(client: Client) -> Client:
     """A staff member who may view tasks and retry them."""
     user = User.objects.create_user("operator", password="pw", is_staff=True)
     user.user_permissions.add(
-        *Permission.objects.filter(codename__in=["view_task", "change_task", "delete_task", "retry_task"])
+        *Permission.objects.filter(
+            codename__in=["view_task", "change_task", "delete_task", "retry_task"]
+        )
     )
     client.force_login(user)
     return client
@@ -48,14 +51,24 @@ def test_state_groups_show_their_counts(operator: Client, failed_task: Task) -> 
     q.NoOpQueue.add_task(None)
     q.NoOpQueue.add_task(None, first_attempt_datetime=timezone.now() + timedelta(hours=1))
     page = operator.get(CHANGELIST).text
-    for label in ("Failed (1)", "Ready (1)", "Scheduled (future) (1)", "Running (0)", "Abandoned (worker died) (0)"):
+    for label in (
+        "Failed (1)",
+        "Ready (1)",
+        "Scheduled (future) (1)",
+        "Running (0)",
+        "Abandoned (worker died) (0)",
+    ):
         assert label in page
     failed_only = operator.get(CHANGELIST, {"state": "failed"})
     assert list(failed_only.context["cl"].result_list) == [failed_task]
 
 
-@pytest.mark.parametrize("term", ["welcome mail", "smtp said no", "sample_queues.py", "FailingQueue"])
-def test_search_finds_tasks_by_note_error_traceback_and_path(operator: Client, failed_task: Task, term: str) -> None:
+@pytest.mark.parametrize(
+    "term", ["welcome mail", "smtp said no", "sample_queues.py", "FailingQueue"]
+)
+def test_search_finds_tasks_by_note_error_traceback_and_path(
+    operator: Client, failed_task: Task, term: str
+) -> None:
     q.NoOpQueue.add_task(None, note="unrelated")
     found = operator.get(CHANGELIST, {"q": term}).context["cl"].result_list
     assert list(found) == [failed_task]
@@ -63,10 +76,14 @@ def test_search_finds_tasks_by_note_error_traceback_and_path(operator: Client, f
 
 def test_search_by_id(operator: Client, failed_task: Task) -> None:
     q.NoOpQueue.add_task(None)
-    assert list(operator.get(CHANGELIST, {"q": str(failed_task.pk)}).context["cl"].result_list) == [failed_task]
+    assert list(operator.get(CHANGELIST, {"q": str(failed_task.pk)}).context["cl"].result_list) == [
+        failed_task
+    ]
 
 
-def test_a_failed_task_page_shows_arguments_and_the_traceback(operator: Client, failed_task: Task) -> None:
+def test_a_failed_task_page_shows_arguments_and_the_traceback(
+    operator: Client, failed_task: Task
+) -> None:
     page = operator.get(reverse("admin:taskqueue_task_change", args=[failed_task.pk])).text
     assert "smtp said no" in page and "Traceback (most recent call last)" in page
     assert "builtins.ValueError" in page
@@ -84,11 +101,15 @@ def test_a_task_whose_stored_error_history_is_corrupt_still_shows_its_pages(
     assert operator.get(reverse("admin:taskqueue_dashboard")).status_code == 200
 
 
-def test_retry_action_makes_failed_tasks_ready_at_once_and_refuses_running_ones(operator: Client, failed_task) -> None:
+def test_retry_action_makes_failed_tasks_ready_at_once_and_refuses_running_ones(
+    operator: Client, failed_task
+) -> None:
     running = q.NoOpQueue.add_task(None)
     Task.objects.filter(pk=running.id).update(status=Status.RUNNING)
     response = operator.post(
-        CHANGELIST, {"action": "retry_tasks", "_selected_action": [failed_task.pk, running.id]}, follow=True
+        CHANGELIST,
+        {"action": "retry_tasks", "_selected_action": [failed_task.pk, running.id]},
+        follow=True,
     )
     shown = [str(message) for message in response.context["messages"]]
     assert "1 task(s) retried." in shown
@@ -106,16 +127,25 @@ def test_retry_all_failed_matching_a_filter(operator: Client, drain) -> None:
     drain("failing")
     response = operator.post(
         CHANGELIST + "?state=failed",
-        {"action": "retry_tasks", "select_across": "1", "_selected_action": [Task.objects.first().pk]},
+        {
+            "action": "retry_tasks",
+            "select_across": "1",
+            "_selected_action": [Task.objects.first().pk],
+        },
     )
     assert response.status_code == 302
     assert Task.objects.filter(status=Status.READY).count() == 3
 
 
-def test_retry_button_posts_with_csrf_and_needs_the_permission(failed_task: Task, viewer: Client) -> None:
+def test_retry_button_posts_with_csrf_and_needs_the_permission(
+    failed_task: Task, viewer: Client
+) -> None:
     url = reverse("admin:taskqueue_task_retry", args=[failed_task.pk])
     assert viewer.post(url).status_code == 403
-    assert "Retry now" not in viewer.get(reverse("admin:taskqueue_task_change", args=[failed_task.pk])).text
+    assert (
+        "Retry now"
+        not in viewer.get(reverse("admin:taskqueue_task_change", args=[failed_task.pk])).text
+    )
     csrf_client = Client(enforce_csrf_checks=True)
     csrf_client.force_login(User.objects.create_superuser("root", password="pw"))
     assert csrf_client.post(url).status_code == 403, "no CSRF token, no retry"
@@ -131,17 +161,24 @@ def test_the_retry_button_retries(operator: Client, failed_task: Task) -> None:
     assert failed_task.status == Status.READY
 
 
-def test_cancel_action_cancels_waiting_tasks_and_asks_running_ones_to_stop(operator: Client, failed_task) -> None:
+def test_cancel_action_cancels_waiting_tasks_and_asks_running_ones_to_stop(
+    operator: Client, failed_task
+) -> None:
     waiting = q.NoOpQueue.add_task(None)
     running = q.NoOpQueue.add_task(None)
     Task.objects.filter(pk=running.id).update(status=Status.RUNNING)
-    operator.post(CHANGELIST, {"action": "cancel_tasks", "_selected_action": [waiting.id, running.id, failed_task.pk]})
+    operator.post(
+        CHANGELIST,
+        {"action": "cancel_tasks", "_selected_action": [waiting.id, running.id, failed_task.pk]},
+    )
     assert Task.objects.get(pk=waiting.id).status == Status.CANCELLED
     assert Task.objects.get(pk=running.id).cancel_requested
     assert Task.objects.get(pk=failed_task.pk).status == Status.FAILED
 
 
-def test_waiting_tasks_can_be_edited_finished_ones_cannot(operator: Client, failed_task: Task) -> None:
+def test_waiting_tasks_can_be_edited_finished_ones_cannot(
+    operator: Client, failed_task: Task
+) -> None:
     waiting = q.NoOpQueue.add_task(None, note="old")
     url = reverse("admin:taskqueue_task_change", args=[waiting.id])
     form = operator.get(url).context["adminform"].form
@@ -156,7 +193,9 @@ def test_waiting_tasks_can_be_edited_finished_ones_cannot(operator: Client, fail
             "note": "new",
         },
     )
-    assert response.status_code == 302, response.context["adminform"].form.errors if response.context else ""
+    assert response.status_code == 302, (
+        response.context["adminform"].form.errors if response.context else ""
+    )
     task = Task.objects.get(pk=waiting.id)
     assert (task.priority, task.note) == (7, "new")
     assert task.run_at > timezone.now() + timedelta(hours=1)
@@ -171,7 +210,9 @@ def test_the_viewer_sees_no_retry_or_cancel_actions(viewer: Client, failed_task:
     assert "retry_tasks" not in actions and "cancel_tasks" not in actions
 
 
-def test_worker_processes_are_listed_with_their_heartbeat(operator: Client, admin_client: Client) -> None:
+def test_worker_processes_are_listed_with_their_heartbeat(
+    operator: Client, admin_client: Client
+) -> None:
     from taskqueue.engine import liveness
 
     liveness.register("default", "web-box", ["email*"], 4)
@@ -189,5 +230,7 @@ def test_pausing_and_resuming_a_queue_in_the_admin(admin_client: Client) -> None
     page = admin_client.get(reverse("admin:taskqueue_pausedqueue_changelist")).text
     assert "noop" in page
     paused = PausedQueue.objects.get(name="noop")
-    admin_client.post(reverse("admin:taskqueue_pausedqueue_delete", args=[paused.pk]), {"post": "yes"})
+    admin_client.post(
+        reverse("admin:taskqueue_pausedqueue_delete", args=[paused.pk]), {"post": "yes"}
+    )
     assert not QueueInfo("noop").paused

@@ -1,4 +1,5 @@
-"""In a real browser: an operator finds a failed task in the admin, retries it, and a worker runs it."""
+"""In a real browser: an operator finds a failed task in the admin, retries it, and a worker runs
+it."""
 
 from __future__ import annotations
 
@@ -15,13 +16,19 @@ from tests.taskqueue import sample_queues as q
 pytestmark = pytest.mark.slow
 
 
-def test_an_operator_retries_a_failed_task_from_the_admin(page, live_server, workers, record_file, tmp_path) -> None:
+def test_an_operator_retries_a_failed_task_from_the_admin(
+    page, live_server, workers, record_file, tmp_path
+) -> None:
     expect = pytest.importorskip("playwright.sync_api").expect
     User.objects.create_superuser("operator", "operator@example.com", "correct horse battery")
     cause = tmp_path / "config.json"
     info = q.NeedsFixQueue.add_task(str(cause), note="import of the customer list")
     workers.start("--queues", "needs-fix")
-    wait_until(lambda: Task.objects.get(pk=info.id).status == Status.FAILED, timeout=20, message="the task failed")
+    wait_until(
+        lambda: Task.objects.get(pk=info.id).status == Status.FAILED,
+        timeout=20,
+        message="the task failed",
+    )
 
     page.goto(f"{live_server.url}/admin/")
     page.get_by_label("Username").fill("operator")
@@ -31,13 +38,23 @@ def test_an_operator_retries_a_failed_task_from_the_admin(page, live_server, wor
     page.get_by_role("link", name=re.compile(r"^Failed \(1\)$")).click()
     page.get_by_role("link", name="tests.taskqueue.sample_queues.NeedsFixQueue").click()
     expect(page.locator(".taskqueue-error")).to_contain_text("FileNotFoundError")
-    expect(page.locator(".taskqueue-error pre")).to_contain_text("Traceback (most recent call last)")
+    expect(page.locator(".taskqueue-error pre")).to_contain_text(
+        "Traceback (most recent call last)"
+    )
     screenshot(page, "admin-failed-task")
 
     cause.write_text("{}")  # the operator fixes the cause, then retries
     page.get_by_role("button", name="Retry now").click()
     expect(page.locator(".messagelist")).to_contain_text("1 task(s) retried.")
-    wait_until(lambda: f"{info.id} fixed" in recorded(record_file), timeout=10, message="a worker ran the retry")
-    wait_until(lambda: Task.objects.get(pk=info.id).status == Status.SUCCEEDED, timeout=10, message="success")
+    wait_until(
+        lambda: f"{info.id} fixed" in recorded(record_file),
+        timeout=10,
+        message="a worker ran the retry",
+    )
+    wait_until(
+        lambda: Task.objects.get(pk=info.id).status == Status.SUCCEEDED,
+        timeout=10,
+        message="success",
+    )
     page.reload()
     expect(page.locator(".field-state")).to_contain_text("succeeded")

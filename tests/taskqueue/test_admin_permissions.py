@@ -28,7 +28,9 @@ def schedule() -> RecurringTask:
 
 
 def post_action(client: Client, model: str, action: str, pk: int) -> None:
-    client.post(reverse(f"admin:taskqueue_{model}_changelist"), {"action": action, "_selected_action": [pk]})
+    client.post(
+        reverse(f"admin:taskqueue_{model}_changelist"), {"action": action, "_selected_action": [pk]}
+    )
 
 
 @pytest.mark.parametrize("action", ["enable", "disable", "run_now"])
@@ -40,7 +42,9 @@ def test_staff_who_may_only_view_recurring_tasks_cannot_run_their_actions(
     page = viewer.get(reverse("admin:taskqueue_recurringtask_changelist")).text
     assert f'value="{action}"' not in page, "the action is not offered"
     post_action(viewer, "recurringtask", action, schedule.pk)
-    assert RecurringTask.objects.get(pk=schedule.pk).enabled is (action == "disable"), "nothing changed"
+    assert RecurringTask.objects.get(pk=schedule.pk).enabled is (action == "disable"), (
+        "nothing changed"
+    )
     assert not Task.objects.exists(), "nothing was enqueued"
 
 
@@ -59,10 +63,15 @@ def test_staff_who_may_change_recurring_tasks_run_their_actions(
 
 @pytest.mark.parametrize(
     ("action", "needs", "before"),
-    [("retry_tasks", "retry_task", Status.FAILED), ("cancel_tasks", "retry_task", Status.READY),
-     ("delete_selected", "delete_task", Status.FAILED)],
-)  # fmt: skip
-def test_task_actions_need_their_permission(client: Client, action: str, needs: str, before: str) -> None:
+    [
+        ("retry_tasks", "retry_task", Status.FAILED),
+        ("cancel_tasks", "retry_task", Status.READY),
+        ("delete_selected", "delete_task", Status.FAILED),
+    ],
+)
+def test_task_actions_need_their_permission(
+    client: Client, action: str, needs: str, before: str
+) -> None:
     info = q.NoOpQueue.add_task(None)
     Task.objects.filter(pk=info.id).update(status=before)
     extra = {"post": "yes"} if action == "delete_selected" else {}  # past the confirmation page
@@ -72,7 +81,9 @@ def test_task_actions_need_their_permission(client: Client, action: str, needs: 
     assert Task.objects.filter(pk=info.id, status=before).exists(), f"{action} ran without {needs}"
     allowed = staff(Client(), "allowed", "view_task", needs)
     allowed.post(changelist, {"action": action, "_selected_action": [info.id], **extra})
-    assert not Task.objects.filter(pk=info.id, status=before).exists(), f"{action} did not run with {needs}"
+    assert not Task.objects.filter(pk=info.id, status=before).exists(), (
+        f"{action} did not run with {needs}"
+    )
 
 
 def test_a_superuser_runs_every_action(admin_client: Client, schedule: RecurringTask) -> None:

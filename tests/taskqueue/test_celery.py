@@ -1,4 +1,5 @@
-"""The Celery-style API on the engine: shared_task, delay, apply_async, signatures, revoke, eager mode."""
+"""The Celery-style API on the engine: shared_task, delay, apply_async, signatures, revoke, eager
+mode."""
 
 from __future__ import annotations
 
@@ -27,15 +28,24 @@ def test_delay_enqueues_and_a_worker_runs_it(drain) -> None:
     assert isinstance(result, AsyncResult) and result.status == states.PENDING
     row = Task.objects.get(pk=int(result.id))
     assert (row.kind, row.task_path, row.payload) == (
-        "celery", "tests.taskqueue.sample_celery.multiply", {"args": [6, 7], "kwargs": {}},
-    )  # fmt: skip
+        "celery",
+        "tests.taskqueue.sample_celery.multiply",
+        {"args": [6, 7], "kwargs": {}},
+    )
     drain()
-    assert (result.status, result.result, result.ready(), result.successful()) == (states.SUCCESS, 42, True, True)
+    assert (result.status, result.result, result.ready(), result.successful()) == (
+        states.SUCCESS,
+        42,
+        True,
+        True,
+    )
     assert AsyncResult(result.id).get(timeout=1) == 42
 
 
 def test_apply_async_with_queue_priority_and_countdown(drain) -> None:
-    result = c.notify.apply_async((7,), {"channel": "sms"}, countdown=600, queue="urgent", priority=9)
+    result = c.notify.apply_async(
+        (7,), {"channel": "sms"}, countdown=600, queue="urgent", priority=9
+    )
     row = Task.objects.get(pk=int(result.id))
     assert (row.queue_name, row.priority) == ("urgent", 9)
     assert row.run_at > timezone.now() + timedelta(seconds=590)
@@ -122,7 +132,9 @@ def test_unstorable_arguments_fail_at_once_and_store_nothing() -> None:
 def test_eager_mode_runs_inline(settings, record_file) -> None:
     settings.CELERY_TASK_ALWAYS_EAGER = True
     result = c.multiply.delay(5, 5)
-    assert isinstance(result, EagerResult) and result.status == states.SUCCESS and result.get() == 25
+    assert (
+        isinstance(result, EagerResult) and result.status == states.SUCCESS and result.get() == 25
+    )
     assert recorded(record_file) == ["multiply 5 5"]
     failed = c.explode.delay("eager failure")
     assert failed.failed() and isinstance(failed.result, RuntimeError)
@@ -136,7 +148,11 @@ def test_eager_mode_retries_autoretry_for_errors_inline(settings, tmp_path) -> N
     gives_up = c.unreliable.delay(str(tmp_path / "gives-up"), 5)
     assert (gives_up.status, gives_up.retries, str(gives_up.result)) == (states.FAILURE, 2, "run 3")
     other = c.wrong_input.delay(str(tmp_path / "other"))  # not in autoretry_for: no retry
-    assert (other.status, other.retries, (tmp_path / "other").read_text()) == (states.FAILURE, 0, "1")
+    assert (other.status, other.retries, (tmp_path / "other").read_text()) == (
+        states.FAILURE,
+        0,
+        "1",
+    )
     settings.CELERY_TASK_EAGER_PROPAGATES = True
     with pytest.raises(ConnectionError, match="run 3"):
         c.unreliable.delay(str(tmp_path / "propagates"), 5)
@@ -156,7 +172,9 @@ def test_bad_definitions_are_refused() -> None:
     with pytest.raises(ValueError, match="max_retries"):
         shared_task(max_retries=-1)
     for backoff in (0.5, -2, 0, float("inf"), float("nan")):
-        with pytest.raises(ValueError, match="retry_backoff must be True, False or a factor of 1 or more"):
+        with pytest.raises(
+            ValueError, match="retry_backoff must be True, False or a factor of 1 or more"
+        ):
             shared_task(retry_backoff=backoff)
     with pytest.raises(ValueError, match="retry_backoff_max"):
         shared_task(retry_backoff=True, retry_backoff_max=float("inf"))
@@ -173,7 +191,12 @@ def test_bad_definitions_are_refused() -> None:
 def test_an_unknown_result_id_reads_pending_as_in_celery(task_id: str) -> None:
     """An id pruned after RESULT_RETENTION (or never enqueued) is polled without crashing."""
     result = AsyncResult(task_id)
-    assert (result.status, result.state, result.result, result.ready()) == (states.PENDING, states.PENDING, None, False)
+    assert (result.status, result.state, result.result, result.ready()) == (
+        states.PENDING,
+        states.PENDING,
+        None,
+        False,
+    )
     with pytest.raises(TimeoutError):
         result.get(timeout=0.3, interval=0.1)
     result.revoke()  # nothing to revoke

@@ -28,12 +28,19 @@ def test_the_quick_chaos_run_holds_every_invariant() -> None:
     database = "postgresql" if connection.vendor == "postgresql" else "sqlite"
     if database == "postgresql" and Cluster.attached() is None and not binaries_available():
         pytest.skip("no PostgreSQL cluster this run may restart, and no binaries to start one")
-    for each in connections.all():  # the run restarts the PostgreSQL cluster: no connection of ours in it
+    for (
+        each
+    ) in connections.all():  # the run restarts the PostgreSQL cluster: no connection of ours in it
         each.close()
     command = [sys.executable, "-m", "scripts.chaos", "--quick", "--database", database]
     try:
         result = subprocess.run(
-            command, cwd=PROJECT, env=dict(os.environ), capture_output=True, text=True, timeout=TIMEOUT
+            command,
+            cwd=PROJECT,
+            env=dict(os.environ),
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
         )
     finally:
         for each in connections.all():

@@ -20,16 +20,26 @@ from tests.taskqueue import sample_queues as q
 from tests.taskqueue.conftest import status_counts
 
 pytestmark = pytest.mark.slow
-postgresql_only = pytest.mark.skipif("connection.vendor != 'postgresql'", reason="a PostgreSQL behaviour")
+postgresql_only = pytest.mark.skipif(
+    "connection.vendor != 'postgresql'", reason="a PostgreSQL behaviour"
+)
 
 
 def test_two_processes_racing_for_the_same_dupe_keys_never_both_win(workers, tmp_path) -> None:
     keys = 200
     start = tmp_path / "go"
     env = workers.env | {"RACE_START_FILE": str(start), "RACE_KEYS": str(keys)}
-    command = [sys.executable, "manage.py", "shell", "-c", "from tests.taskqueue.race import main; main()"]
+    command = [
+        sys.executable,
+        "manage.py",
+        "shell",
+        "-c",
+        "from tests.taskqueue.race import main; main()",
+    ]
     racers = [
-        subprocess.Popen(command, cwd=PROJECT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            command, cwd=PROJECT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         for _ in range(2)
     ]
     time.sleep(1.5)  # both processes are set up and polling for the start signal
@@ -85,7 +95,9 @@ def test_threads_claiming_at_once_never_get_the_same_task(transactional_db) -> N
 
 
 @postgresql_only
-def test_a_postgresql_restart_under_load_loses_no_task_and_workers_carry_on(workers, record_file) -> None:
+def test_a_postgresql_restart_under_load_loses_no_task_and_workers_carry_on(
+    workers, record_file
+) -> None:
     cluster = Cluster.attached()
     if cluster is None:
         pytest.skip("DATABASE_URL names a server this run did not start, so it cannot restart it")
@@ -96,14 +108,22 @@ def test_a_postgresql_restart_under_load_loses_no_task_and_workers_carry_on(work
 
     connection.close()
     cluster.restart()
-    wait_until(lambda: count_unfinished() == 0, timeout=120, message="every task finished after the restart")
+    wait_until(
+        lambda: count_unfinished() == 0,
+        timeout=120,
+        message="every task finished after the restart",
+    )
 
     runs = Counter(int(line.split()[0]) for line in recorded(record_file))
     assert set(runs) == ids, "no task lost"
     assert status_counts() == {Status.SUCCEEDED: total}
     assert all(process.poll() is None for process in processes), "the workers survived the restart"
     q.RecordingQueue.add_task("after the restart")
-    wait_until(lambda: "after the restart" in recorded(record_file)[-1], timeout=20, message="new work runs")
+    wait_until(
+        lambda: "after the restart" in recorded(record_file)[-1],
+        timeout=20,
+        message="new work runs",
+    )
 
 
 def count_unfinished() -> int:

@@ -35,7 +35,9 @@ def test_a_second_task_of_a_key_waits_until_the_first_finishes(drain) -> None:
     other = q.ExclusiveQueue.add_task({"account": 2})
     assert statuses(first.id, second.id, other.id) == [Status.READY, Status.BLOCKED, Status.READY]
     assert Task.objects.get(pk=first.id).concurrency_key == "account:1"
-    assert drain("exclusive", batch=1) == 3, "the second is promoted as soon as the first's outcome is stored"
+    assert drain("exclusive", batch=1) == 3, (
+        "the second is promoted as soon as the first's outcome is stored"
+    )
     assert statuses(first.id, second.id, other.id) == [Status.SUCCEEDED] * 3
 
 
@@ -50,13 +52,20 @@ def test_discard_stores_the_extra_task_as_cancelled_with_the_reason() -> None:
 
 def test_bulk_enqueue_admits_exactly_the_limit() -> None:
     infos = q.ExclusiveQueue.add_tasks([{"account": 7}] * 4)
-    assert statuses(*(i.id for i in infos)) == [Status.READY, Status.BLOCKED, Status.BLOCKED, Status.BLOCKED]
+    assert statuses(*(i.id for i in infos)) == [
+        Status.READY,
+        Status.BLOCKED,
+        Status.BLOCKED,
+        Status.BLOCKED,
+    ]
 
 
 def test_a_holder_past_its_duration_frees_its_slot() -> None:
     holder = q.ExclusiveQueue.add_task({"account": 3})
     waiting = q.ExclusiveQueue.add_task({"account": 3})
-    Task.objects.filter(pk=holder.id).update(status=Status.RUNNING, started_at=timezone.now() - timedelta(seconds=30))
+    Task.objects.filter(pk=holder.id).update(
+        status=Status.RUNNING, started_at=timezone.now() - timedelta(seconds=30)
+    )
     assert concurrency.sweep("default", timezone.now()) == 0, "30 s into a 60 s slot: still held"
     Task.objects.filter(pk=holder.id).update(started_at=timezone.now() - timedelta(seconds=61))
     assert concurrency.sweep("default", timezone.now()) == 1
@@ -114,7 +123,9 @@ def test_a_limit_of_one_never_lets_two_tasks_of_a_key_overlap(workers, record_fi
     for _ in range(3):
         workers.start("--queues", "exclusive", "--threads", "2", "--interval", "0.1")
     wait_until(
-        lambda: Task.objects.filter(status=Status.SUCCEEDED).count() == 2 * per_key, timeout=60, message="all ran"
+        lambda: Task.objects.filter(status=Status.SUCCEEDED).count() == 2 * per_key,
+        timeout=60,
+        message="all ran",
     )
     spans: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for line in recorded(record_file):
@@ -127,7 +138,9 @@ def test_a_limit_of_one_never_lets_two_tasks_of_a_key_overlap(workers, record_fi
             assert start >= end, f"two tasks of {account} overlapped"
             assert start - end < 1.5, "a blocked task ran as soon as the slot freed"
     a_spans, b_spans = spans["A"].values(), spans["B"].values()
-    assert any(a[0] < b[1] and b[0] < a[1] for a in a_spans for b in b_spans), "other keys ran in parallel"
+    assert any(a[0] < b[1] and b[0] < a[1] for a in a_spans for b in b_spans), (
+        "other keys ran in parallel"
+    )
 
 
 def test_lock_rows_of_keys_no_unfinished_task_uses_are_pruned(drain) -> None:
@@ -171,8 +184,11 @@ def test_pruning_lock_rows_during_a_storm_of_enqueues_never_lets_a_key_past_its_
             concurrency.prune_keys("default")
 
     # Every key's lock row is there before its first task, with no task using it: prunable until the
-    # first task of the key commits, which is the window where a lock could be taken on a deleted row.
-    ConcurrencyKey.objects.bulk_create(ConcurrencyKey(key=f"account:{n % 3}-{n // 3}") for n in range(60))
+    # first task of the key commits, which is the window where a lock could be taken on a deleted
+    # row.
+    ConcurrencyKey.objects.bulk_create(
+        ConcurrencyKey(key=f"account:{n % 3}-{n // 3}") for n in range(60)
+    )
     pruner = threading.Thread(target=guarded(prune))
     pruner.start()
     threads = [threading.Thread(target=guarded(lambda n=n: enqueue(n))) for n in range(4)]
@@ -183,6 +199,10 @@ def test_pruning_lock_rows_during_a_storm_of_enqueues_never_lets_a_key_past_its_
     stop.set()
     pruner.join(timeout=30)
     assert not errors, errors
-    ready = Counter(Task.objects.filter(status=Status.READY).values_list("concurrency_key", flat=True))
-    assert len(ready) == 60 and set(ready.values()) == {1}, "one task admitted per key, however the rows came and went"
+    ready = Counter(
+        Task.objects.filter(status=Status.READY).values_list("concurrency_key", flat=True)
+    )
+    assert len(ready) == 60 and set(ready.values()) == {1}, (
+        "one task admitted per key, however the rows came and went"
+    )
     assert Task.objects.filter(status=Status.BLOCKED).count() == 3 * 60

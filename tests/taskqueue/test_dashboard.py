@@ -1,4 +1,5 @@
-"""The queue dashboard: its numbers against tasks made here, who may see it, its fragment and its retry buttons."""
+"""The queue dashboard: its numbers against tasks made here, who may see it, its fragment and its
+retry buttons."""
 
 from __future__ import annotations
 
@@ -53,7 +54,9 @@ def test_counts_per_queue_and_state_follow_the_admins_groups() -> None:
     make("email", Status.BLOCKED, concurrency_key="account:1")
     make("email", Status.RUNNING)
     make("email", Status.SUCCEEDED, 3, finished_at=now - timedelta(hours=2))
-    make("email", Status.SUCCEEDED, finished_at=now - timedelta(days=2))  # older than the admin's 24 hours
+    make(
+        "email", Status.SUCCEEDED, finished_at=now - timedelta(days=2)
+    )  # older than the admin's 24 hours
     make("email", Status.FAILED, 2, finished_at=now - timedelta(hours=3))
     make("email", Status.FAILED, abandoned=True, finished_at=now - timedelta(hours=3))
     make("email", Status.CANCELLED, finished_at=now)
@@ -94,7 +97,10 @@ def test_latency_is_the_age_of_the_oldest_ready_task() -> None:
     board = snapshot(timezone.now())
 
     assert timedelta(seconds=89) <= queue(board, "email").latency < timedelta(seconds=100)
-    assert queue(board, "email").latency_text.endswith(" s") and "1 min" in queue(board, "email").latency_text
+    assert (
+        queue(board, "email").latency_text.endswith(" s")
+        and "1 min" in queue(board, "email").latency_text
+    )
     assert queue(board, "later").latency == timedelta(0)
 
 
@@ -111,14 +117,22 @@ def test_throughput_and_failures_land_in_the_minute_they_finished() -> None:
 
     board = snapshot(now)
 
-    assert len(board.succeeded.counts) == 60 and board.succeeded.start == minute - timedelta(minutes=59)
+    assert len(board.succeeded.counts) == 60 and board.succeeded.start == minute - timedelta(
+        minutes=59
+    )
     assert board.succeeded.counts[56] == 3 and board.succeeded.counts[59] == 1
     assert board.succeeded.total == 4 and board.succeeded.peak == 3
     assert board.failed.counts[49] == 1 and board.failed.total == 1
-    assert queue(board, "email").succeeded.counts[56] == 2 and queue(board, "reports").succeeded.counts[56] == 1
+    assert (
+        queue(board, "email").succeeded.counts[56] == 2
+        and queue(board, "reports").succeeded.counts[56] == 1
+    )
     assert queue(board, "reports").failed.total == 0
     local = timezone.localtime(minute - timedelta(minutes=3))
-    assert board.succeeded.summary == f"4 succeeded in the last 60 minutes; at most 3 in one minute, at {local:%H:%M}."
+    assert (
+        board.succeeded.summary
+        == f"4 succeeded in the last 60 minutes; at most 3 in one minute, at {local:%H:%M}."
+    )
     assert [(m.at, m.succeeded, m.failed) for m in board.minutes] == [
         (minute - timedelta(minutes=10), 0, 1),
         (minute - timedelta(minutes=3), 3, 0),
@@ -144,7 +158,9 @@ def test_workers_alive_late_and_presumed_dead_by_their_heartbeat() -> None:
     now = timezone.now()
     for name, silence in (("fresh", 1), ("late", 10), ("gone", 600)):
         process = liveness.register("default", name, ["email*"], 2)
-        WorkerProcess.objects.filter(pk=process.pk).update(heartbeat_at=now - timedelta(seconds=silence))
+        WorkerProcess.objects.filter(pk=process.pk).update(
+            heartbeat_at=now - timedelta(seconds=silence)
+        )
 
     board = snapshot(now)
 
@@ -214,7 +230,9 @@ def test_staff_see_the_dashboard(admin_client: Client, failed_task: Task) -> Non
     assert "<h1>Queue dashboard</h1>" in page
     assert "taskqueue/dashboard.js" in page and "taskqueue/dashboard.css" in page
     assert 'id="tq-updated" class="tq-updated" aria-live="off"' in page and "Updated at" in page
-    assert f'<a href="{DASHBOARD}" id="tq-reload">Refresh</a>' in page, "without JavaScript, a link refreshes"
+    assert f'<a href="{DASHBOARD}" id="tq-reload">Refresh</a>' in page, (
+        "without JavaScript, a link refreshes"
+    )
     assert "mail-box" in page and "email*" in page
     assert "ValueError: smtp said no" in page
     assert reverse("admin:taskqueue_task_change", args=[failed_task.pk]) in page
@@ -225,8 +243,14 @@ def test_charts_are_labelled_images_with_their_numbers_in_text(admin_client: Cli
     make("email", Status.SUCCEEDED, 2, finished_at=timezone.now())
     page = admin_client.get(DASHBOARD).text
     assert 'role="img" aria-labelledby="tq-all-succeeded"' in page
-    assert '<title id="tq-all-succeeded">All queues, succeeded per minute: 2 succeeded in the last 60 minutes' in page
-    assert '<title id="tq-queue-1-failed">Queue email, failed per minute: 0 failed in the last 60 minutes.' in page
+    assert (
+        '<title id="tq-all-succeeded">All queues, succeeded per minute: 2 succeeded in the last '
+        "60 minutes" in page
+    )
+    assert (
+        '<title id="tq-queue-1-failed">Queue email, failed per minute: 0 failed in the last 60 '
+        "minutes." in page
+    )
     assert ">The numbers per minute</summary>" in page
     assert "<script>" not in page, "no inline script: the page works under a strict CSP"
 
@@ -236,11 +260,21 @@ def test_the_fragment_is_the_refreshable_body_only(admin_client: Client, failed_
     assert response.status_code == 200
     assert "no-cache" in response.headers["Cache-Control"]
     body = response.text
-    assert body.lstrip().startswith('<div class="tq-body"') and "<html" not in body and "breadcrumbs" not in body
-    assert 'data-updated-at="' in body and "Latest failures" in body and "ValueError: smtp said no" in body
+    assert (
+        body.lstrip().startswith('<div class="tq-body"')
+        and "<html" not in body
+        and "breadcrumbs" not in body
+    )
+    assert (
+        'data-updated-at="' in body
+        and "Latest failures" in body
+        and "ValueError: smtp said no" in body
+    )
 
 
-def test_without_results_kept_the_dashboard_says_throughput_is_not_counted(admin_client: Client, settings) -> None:
+def test_without_results_kept_the_dashboard_says_throughput_is_not_counted(
+    admin_client: Client, settings
+) -> None:
     settings.TASKQUEUE = {"RESULT_RETENTION": 0}
     assert "throughput is not counted" in admin_client.get(DASHBOARD).text
 
@@ -250,7 +284,9 @@ def test_the_task_list_links_to_the_dashboard(admin_client: Client) -> None:
     assert f'<a href="{DASHBOARD}" class="viewsitelink">Queue dashboard</a>' in page
 
 
-def test_the_retry_button_retries_and_comes_back_with_the_message(client: Client, failed_task: Task) -> None:
+def test_the_retry_button_retries_and_comes_back_with_the_message(
+    client: Client, failed_task: Task
+) -> None:
     operator = staff(client, "view_task", "retry_task")
     button = f'aria-label="Retry task {failed_task.pk}">Retry</button>'
     assert button in operator.get(DASHBOARD).text
@@ -265,7 +301,9 @@ def test_the_retry_button_retries_and_comes_back_with_the_message(client: Client
     assert button not in response.text, "a retried task is no longer among the failures"
 
 
-def test_without_the_retry_permission_there_is_no_button_and_no_retry(client: Client, failed_task: Task) -> None:
+def test_without_the_retry_permission_there_is_no_button_and_no_retry(
+    client: Client, failed_task: Task
+) -> None:
     viewer = staff(client, "view_task")
     page = viewer.get(DASHBOARD).text
     assert "ValueError: smtp said no" in page and "Retry task" not in page
@@ -288,4 +326,8 @@ def test_the_retry_button_needs_a_csrf_token(failed_task: Task) -> None:
 
 def test_an_empty_queue_table_shows_an_empty_dashboard(admin_client: Client) -> None:
     page = admin_client.get(DASHBOARD).text
-    assert "No queue has tasks yet." in page and "No worker process is running" in page and "No failed tasks." in page
+    assert (
+        "No queue has tasks yet." in page
+        and "No worker process is running" in page
+        and "No failed tasks." in page
+    )

@@ -1,4 +1,5 @@
-"""Django's tasks framework on the engine: enqueue, run, results, signals, retries, as Django defines them."""
+"""Django's tasks framework on the engine: enqueue, run, results, signals, retries, as Django
+defines them."""
 
 from __future__ import annotations
 
@@ -25,7 +26,11 @@ def signals():
     """Every task signal sent, in order, as (signal name, status, a copy of the result)."""
     sent: list[tuple[str, str, object]] = []
     receivers = {}
-    for name, signal in (("enqueued", task_enqueued), ("started", task_started), ("finished", task_finished)):
+    for name, signal in (
+        ("enqueued", task_enqueued),
+        ("started", task_started),
+        ("finished", task_finished),
+    ):
 
         def receiver(sender, task_result, _name=name, **kwargs):
             sent.append((_name, task_result.status, task_result))
@@ -49,9 +54,18 @@ def test_enqueue_stores_a_ready_task_and_get_result_reads_it() -> None:
     result = t.add.enqueue(2, 3)
     assert result.status == TaskResultStatus.READY and result.args == [2, 3] and result.enqueued_at
     stored = t.add.get_result(result.id)
-    assert (stored.status, stored.args, stored.kwargs, stored.attempts) == (TaskResultStatus.READY, [2, 3], {}, 0)
+    assert (stored.status, stored.args, stored.kwargs, stored.attempts) == (
+        TaskResultStatus.READY,
+        [2, 3],
+        {},
+        0,
+    )
     row = Task.objects.get(pk=int(result.id))
-    assert (row.kind, row.task_path, row.queue_name) == ("django", "tests.taskqueue.sample_tasks.add", "default")
+    assert (row.kind, row.task_path, row.queue_name) == (
+        "django",
+        "tests.taskqueue.sample_tasks.add",
+        "default",
+    )
 
 
 def test_the_result_enqueue_returns_is_the_one_get_result_reads() -> None:
@@ -66,7 +80,11 @@ def test_get_result_returns_the_task_as_using_changed_it(drain) -> None:
     run_after = (timezone.now() + timedelta(hours=1)).replace(microsecond=123456)
     enqueued = t.add.using(priority=10, queue_name="special", run_after=run_after).enqueue(1, 2)
     stored = t.add.get_result(enqueued.id)
-    assert (stored.task.priority, stored.task.queue_name, stored.task.run_after) == (10, "special", run_after)
+    assert (stored.task.priority, stored.task.queue_name, stored.task.run_after) == (
+        10,
+        "special",
+        run_after,
+    )
     assert stored.task == enqueued.task
     again = stored.task.enqueue(3, 4)  # code that enqueues result.task again means the same
     row = Task.objects.get(pk=int(again.id))
@@ -139,7 +157,10 @@ def test_tuples_are_stored_as_lists_as_django_normalizes_them(drain) -> None:
     result = t.echo.enqueue((1, 2), pair=(3, 4))
     assert result.args == [[1, 2]] and result.kwargs == {"pair": [3, 4]}
     drain()
-    assert t.echo.get_result(result.id).return_value == {"args": [[1, 2]], "kwargs": {"pair": [3, 4]}}
+    assert t.echo.get_result(result.id).return_value == {
+        "args": [[1, 2]],
+        "kwargs": {"pair": [3, 4]},
+    }
 
 
 def test_a_return_value_that_cannot_be_stored_fails_the_task_clearly(drain) -> None:
@@ -157,7 +178,12 @@ def test_retry_policy_retries_until_success_within_max_attempts(drain, tmp_path)
     for _ in range(4):
         drain()
     ok, failed = t.flaky.get_result(recovers.id), t.flaky.get_result(gives_up.id)
-    assert (ok.status, ok.return_value, ok.attempts, len(ok.errors)) == (TaskResultStatus.SUCCESSFUL, 3, 3, 2)
+    assert (ok.status, ok.return_value, ok.attempts, len(ok.errors)) == (
+        TaskResultStatus.SUCCESSFUL,
+        3,
+        3,
+        2,
+    )
     assert (failed.status, failed.attempts, len(failed.errors)) == (TaskResultStatus.FAILED, 3, 3)
     assert len(set(ok.worker_ids)) == 1 and len(ok.worker_ids) == 3
 
@@ -186,7 +212,15 @@ def test_signals_carry_complete_results(drain, signals) -> None:
     ]
     finished = signals[-1][2]
     stored = t.add.get_result(result.id)
-    for field in ("status", "attempts", "worker_ids", "enqueued_at", "started_at", "finished_at", "return_value"):
+    for field in (
+        "status",
+        "attempts",
+        "worker_ids",
+        "enqueued_at",
+        "started_at",
+        "finished_at",
+        "return_value",
+    ):
         assert getattr(finished, field) == getattr(stored, field), field
 
 
@@ -196,10 +230,14 @@ def test_finished_signal_of_a_failure_is_complete_too(drain, signals) -> None:
     finished = signals[-1][2]
     stored = t.fail.get_result(result.id)
     assert finished.status == stored.status == TaskResultStatus.FAILED
-    assert [e.exception_class_path for e in finished.errors] == [e.exception_class_path for e in stored.errors]
+    assert [e.exception_class_path for e in finished.errors] == [
+        e.exception_class_path for e in stored.errors
+    ]
     assert (finished.attempts, finished.worker_ids, finished.finished_at) == (
-        stored.attempts, stored.worker_ids, stored.finished_at,
-    )  # fmt: skip
+        stored.attempts,
+        stored.worker_ids,
+        stored.finished_at,
+    )
 
 
 def test_get_result_of_an_unknown_id_or_another_task() -> None:
@@ -227,7 +265,9 @@ def test_enqueue_all_stores_every_call_in_one_go(drain) -> None:
     assert [t.add.get_result(r.id).return_value for r in results] == [2 * i for i in range(50)]
 
 
-def test_enqueue_joins_the_transaction_and_on_commit_waits_for_it(django_capture_on_commit_callbacks) -> None:
+def test_enqueue_joins_the_transaction_and_on_commit_waits_for_it(
+    django_capture_on_commit_callbacks,
+) -> None:
     with pytest.raises(RuntimeError), transaction.atomic():
         t.add.enqueue(1, 1)
         raise RuntimeError("rolled back")
@@ -240,7 +280,11 @@ def test_enqueue_joins_the_transaction_and_on_commit_waits_for_it(django_capture
 
 def test_queue_names_are_validated_when_queues_are_listed(settings) -> None:
     settings.TASKS = {
-        "default": {"BACKEND": "taskqueue.backend.DatabaseBackend", "QUEUES": ["default", "email"], "OPTIONS": {}}
+        "default": {
+            "BACKEND": "taskqueue.backend.DatabaseBackend",
+            "QUEUES": ["default", "email"],
+            "OPTIONS": {},
+        }
     }
     with pytest.raises(InvalidTask, match="Queue 'nope' is not valid"):
         t.add.using(queue_name="nope").enqueue(1, 1)
@@ -249,7 +293,11 @@ def test_queue_names_are_validated_when_queues_are_listed(settings) -> None:
 
 def test_backend_check_reports_bad_options(settings) -> None:
     settings.TASKS = {
-        "default": {"BACKEND": "taskqueue.backend.DatabaseBackend", "QUEUES": [], "OPTIONS": {"BATCH_SIZE": -1}}
+        "default": {
+            "BACKEND": "taskqueue.backend.DatabaseBackend",
+            "QUEUES": [],
+            "OPTIONS": {"BATCH_SIZE": -1},
+        }
     }
     messages = task_backends["default"].check()
     assert [m.id for m in messages] == ["taskqueue.E003"]
@@ -261,7 +309,11 @@ def test_backend_options_override_taskqueue_settings(settings) -> None:
 
     settings.TASKQUEUE = {"BATCH_SIZE": 10, "HEARTBEAT_INTERVAL": 1.0}
     settings.TASKS = {
-        "default": {"BACKEND": "taskqueue.backend.DatabaseBackend", "QUEUES": [], "OPTIONS": {"BATCH_SIZE": 20}}
+        "default": {
+            "BACKEND": "taskqueue.backend.DatabaseBackend",
+            "QUEUES": [],
+            "OPTIONS": {"BATCH_SIZE": 20},
+        }
     }
     engine = load_settings()
     assert (engine.BATCH_SIZE, engine.HEARTBEAT_INTERVAL) == (20, 1.0)

@@ -37,8 +37,14 @@ def signal_log():
 
         return receiver
 
-    receivers = [(signal, receiver_for(name)) for name, signal in
-                 (("enqueued", task_enqueued), ("started", task_started), ("finished", task_finished))]  # fmt: skip
+    receivers = [
+        (signal, receiver_for(name))
+        for name, signal in (
+            ("enqueued", task_enqueued),
+            ("started", task_started),
+            ("finished", task_finished),
+        )
+    ]
     for signal, receiver in receivers:
         signal.connect(receiver)
     yield log
@@ -47,7 +53,8 @@ def signal_log():
 
 
 def observable(result) -> dict:
-    """What a caller can observe of a finished result, minus ids and times, which differ by nature."""
+    """What a caller can observe of a finished result, minus ids and times, which differ by
+    nature."""
     seen = {
         "status": result.status,
         "args": result.args,
@@ -59,12 +66,16 @@ def observable(result) -> dict:
     }
     if result.status == "SUCCESSFUL":
         value = result.return_value
-        seen["return_value"] = {**value, "id": "-"} if isinstance(value, dict) and "id" in value else value
+        seen["return_value"] = (
+            {**value, "id": "-"} if isinstance(value, dict) and "id" in value else value
+        )
     return seen
 
 
 @pytest.mark.parametrize(("task", "args", "kwargs"), CALLS, ids=lambda v: getattr(v, "name", ""))
-def test_same_observable_result_as_the_immediate_backend(both_backends, signal_log, drain, task, args, kwargs):
+def test_same_observable_result_as_the_immediate_backend(
+    both_backends, signal_log, drain, task, args, kwargs
+):
     immediate = task.using(backend="immediate").enqueue(*args, **kwargs)
     queued = task.enqueue(*args, **kwargs)
     drain()

@@ -16,7 +16,11 @@ pytestmark = pytest.mark.slow
 
 
 def finished(task_id: int | str) -> bool:
-    return Task.objects.get(pk=int(task_id)).status in (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+    return Task.objects.get(pk=int(task_id)).status in (
+        Status.SUCCEEDED,
+        Status.FAILED,
+        Status.CANCELLED,
+    )
 
 
 def test_one_worker_runs_all_three_kinds_of_task(workers, record_file, tmp_path) -> None:
@@ -33,9 +37,16 @@ def test_one_worker_runs_all_three_kinds_of_task(workers, record_file, tmp_path)
     assert (ok.status, ok.return_value, ok.attempts) == (TaskResultStatus.SUCCESSFUL, 42, 1)
     assert ok.worker_ids[0].startswith("worker (")
     failure = t.fail.get_result(django_failure.id)
-    assert failure.status == TaskResultStatus.FAILED and "ValueError: broken" in failure.errors[0].traceback
+    assert (
+        failure.status == TaskResultStatus.FAILED
+        and "ValueError: broken" in failure.errors[0].traceback
+    )
     retried = t.flaky.get_result(django_retried.id)
-    assert (retried.status, retried.return_value, retried.attempts) == (TaskResultStatus.SUCCESSFUL, 3, 3)
+    assert (retried.status, retried.return_value, retried.attempts) == (
+        TaskResultStatus.SUCCESSFUL,
+        3,
+        3,
+    )
     assert celery_ok.get(timeout=5) == 42
     assert any(line.endswith("queue class") for line in recorded(record_file))
 
@@ -43,9 +54,15 @@ def test_one_worker_runs_all_three_kinds_of_task(workers, record_file, tmp_path)
 def test_revoking_a_running_celery_task_stops_it(workers, record_file) -> None:
     result = c.long_running.delay(60)
     workers.start("--queues", "default")
-    wait_until(lambda: "long_running started" in recorded(record_file), timeout=20, message="the task started")
+    wait_until(
+        lambda: "long_running started" in recorded(record_file),
+        timeout=20,
+        message="the task started",
+    )
     AsyncResult(result.id).revoke()
-    wait_until(lambda: result.status == states.REVOKED, timeout=10, message="the revoke reached the task")
+    wait_until(
+        lambda: result.status == states.REVOKED, timeout=10, message="the revoke reached the task"
+    )
     assert "long_running stopped" in recorded(record_file)
 
 

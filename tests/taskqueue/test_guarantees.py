@@ -1,7 +1,8 @@
 """The engine's guarantees under faults, proven with real worker processes and injected faults.
 
-No task run twice by mistake, none lost, none stuck, no worker silently dead. Invariants are read from
-records the tasks write themselves (see sample_guarantees), which survive a SIGKILL of the worker.
+No task run twice by mistake, none lost, none stuck, no worker silently dead. Invariants are read
+from records the tasks write themselves (see sample_guarantees), which survive a SIGKILL of the
+worker.
 """
 
 from __future__ import annotations
@@ -42,18 +43,30 @@ def ends(record_file) -> Counter[str]:
 def test_a_paused_worker_is_not_presumed_dead_and_its_task_runs_once(workers, record_file) -> None:
     info = g.RecordedQueue.add_task(6.0)
     paused = workers.start("--queues", "recorded", **FAST_LIVENESS)
-    wait_until(lambda: starts(record_file)[str(info.id)] == 1, timeout=30, message="the task started")
+    wait_until(
+        lambda: starts(record_file)[str(info.id)] == 1, timeout=30, message="the task started"
+    )
     workers.start("--queues", "recorded", **FAST_LIVENESS)
-    wait_until(lambda: WorkerProcess.objects.count() == 2, timeout=30, message="the second worker registered")
+    wait_until(
+        lambda: WorkerProcess.objects.count() == 2,
+        timeout=30,
+        message="the second worker registered",
+    )
 
     paused.send_signal(signal.SIGSTOP)
     try:
         time.sleep(6)  # twice WORKER_DEAD_AFTER without a heartbeat
-        assert Task.objects.get(pk=info.id).status == Status.RUNNING, "a paused worker is alive: its pid proves it"
+        assert Task.objects.get(pk=info.id).status == Status.RUNNING, (
+            "a paused worker is alive: its pid proves it"
+        )
     finally:
         paused.send_signal(signal.SIGCONT)
 
-    wait_until(lambda: Task.objects.get(pk=info.id).status == Status.SUCCEEDED, timeout=30, message="it finished")
+    wait_until(
+        lambda: Task.objects.get(pk=info.id).status == Status.SUCCEEDED,
+        timeout=30,
+        message="it finished",
+    )
     assert starts(record_file)[str(info.id)] == 1, "the task ran once"
     assert Task.objects.get(pk=info.id).attempts == 1
 
@@ -68,22 +81,36 @@ def test_tasks_behind_a_slow_one_in_a_batch_go_to_an_idle_worker_and_finished_on
     slow = g.RecordedQueue.add_task(20.0)
     quick_behind = g.RecordedQueue.add_tasks([0.0] * 7)
     first = workers.start("--queues", "recorded", "--batch-size", "8")
-    wait_until(lambda: starts(record_file)[str(slow.id)] == 1, timeout=30, message="the slow task started")
+    wait_until(
+        lambda: starts(record_file)[str(slow.id)] == 1, timeout=30, message="the slow task started"
+    )
     slow_started = time.monotonic()
 
     workers.start("--queues", "recorded")
     behind = [str(info.id) for info in quick_behind]
-    wait_until(lambda: all(ends(record_file)[i] for i in behind), timeout=15, message="the ones behind it ran")
+    wait_until(
+        lambda: all(ends(record_file)[i] for i in behind),
+        timeout=15,
+        message="the ones behind it ran",
+    )
     assert time.monotonic() - slow_started < 15, "they did not wait for the slow task"
     assert Task.objects.get(pk=slow.id).status == Status.RUNNING
 
     first.send_signal(signal.SIGKILL)
-    wait_until(lambda: Task.objects.get(pk=slow.id).status == Status.SUCCEEDED, timeout=60, message="recovered")
+    wait_until(
+        lambda: Task.objects.get(pk=slow.id).status == Status.SUCCEEDED,
+        timeout=60,
+        message="recovered",
+    )
 
     runs = starts(record_file)
-    assert all(runs[str(info.id)] == 1 for info in [*quick_before, *quick_behind]), "no finished task ran again"
+    assert all(runs[str(info.id)] == 1 for info in [*quick_before, *quick_behind]), (
+        "no finished task ran again"
+    )
     assert runs[str(slow.id)] == 2, "the interrupted one ran again"
-    assert Task.objects.get(pk=slow.id).attempts == 2, "the crash counted for the task that was running"
+    assert Task.objects.get(pk=slow.id).attempts == 2, (
+        "the crash counted for the task that was running"
+    )
     for info in [*quick_before, *quick_behind]:
         assert Task.objects.get(pk=info.id).attempts == 1, "no unstarted task was charged"
 
@@ -93,21 +120,34 @@ def test_poison_rows_fail_alone_and_the_worker_carries_on(workers, record_file) 
     huge = g.RecordedQueue.add_task(0.0)
     bad_errors = g.RecordedQueue.add_task(0.0)
     with connection.cursor() as cursor:
-        # An integer Python's json refuses (more than 4,300 digits); the database stores it as given.
-        cursor.execute("UPDATE taskqueue_task SET payload = %s WHERE id = %s", ['{"arg": ' + "7" * 5000 + "}", huge.id])
-        cursor.execute("UPDATE taskqueue_task SET errors = %s WHERE id = %s", ['{"not": "a list"}', bad_errors.id])
+        # An integer Python's json refuses (more than 4,300 digits); the database stores it as
+        # given.
+        cursor.execute(
+            "UPDATE taskqueue_task SET payload = %s WHERE id = %s",
+            ['{"arg": ' + "7" * 5000 + "}", huge.id],
+        )
+        cursor.execute(
+            "UPDATE taskqueue_task SET errors = %s WHERE id = %s",
+            ['{"not": "a list"}', bad_errors.id],
+        )
     nul_error = g.fails_with_nul.enqueue()
     nul_value = g.returns_nul.enqueue()
     fine = g.RecordedQueue.add_tasks([0.0] * 5)
     worker = workers.start("--queues", "recorded")
 
     wait_until(
-        lambda: not Task.objects.filter(status__in=[Status.READY, Status.RUNNING]).defer("payload").exists(),
+        lambda: (
+            not Task.objects.filter(status__in=[Status.READY, Status.RUNNING])
+            .defer("payload")
+            .exists()
+        ),
         timeout=60,
         message="every task ended",
     )
     decoded = Task.objects.defer("payload").get(pk=huge.id)  # which Python cannot read
-    assert decoded.status == Status.FAILED and decoded.errors[-1]["exc_class"].endswith("DeserializationExc")
+    assert decoded.status == Status.FAILED and decoded.errors[-1]["exc_class"].endswith(
+        "DeserializationExc"
+    )
     assert "cannot be decoded" in decoded.errors[-1]["message"]
     # An error history that is not a list does not stop the task from running; it is replaced by one
     # entry that keeps the old text, so every reader of the row (admin, result objects) can read it.
@@ -118,7 +158,9 @@ def test_poison_rows_fail_alone_and_the_worker_carries_on(workers, record_file) 
     failed = Task.objects.get(pk=int(nul_error.id))
     assert failed.status == Status.FAILED and "\ufffd" in failed.errors[-1]["message"]
     returned = Task.objects.get(pk=int(nul_value.id))
-    assert returned.status == Status.SUCCEEDED and returned.return_value == {"text": "before\ufffdafter"}
+    assert returned.status == Status.SUCCEEDED and returned.return_value == {
+        "text": "before\ufffdafter"
+    }
     assert "replaced with U+FFFD" in returned.note
     assert all(Task.objects.get(pk=info.id).status == Status.SUCCEEDED for info in fine)
     assert worker.poll() is None, "the worker lives on"
@@ -142,7 +184,9 @@ def test_a_cancel_reaches_a_task_claimed_in_a_batch_but_not_started() -> None:
     assert recorder.begin(second) is Start.CANCELLED, "it never runs"
     row = Task.objects.get(pk=second.id)
     assert (row.status, row.attempts) == (Status.CANCELLED, 0) and row.finished_at is not None
-    assert Task.objects.get(pk=first.id).status == Status.SUCCEEDED, "the outcome before it was written with it"
+    assert Task.objects.get(pk=first.id).status == Status.SUCCEEDED, (
+        "the outcome before it was written with it"
+    )
 
 
 @pytest.mark.django_db
@@ -186,7 +230,9 @@ def test_a_worker_thread_that_dies_stops_its_group_with_the_reason() -> None:
         def _loop(self, group: WorkerGroup) -> None:
             raise SystemExit("boom")
 
-    group = WorkerGroup([Doomed(queues=["noop"]), Worker(queues=["noop"])], name="doomed", schedule=False)
+    group = WorkerGroup(
+        [Doomed(queues=["noop"]), Worker(queues=["noop"])], name="doomed", schedule=False
+    )
     group.start()
     group.join(timeout=30)
     assert not group.is_alive()
@@ -195,28 +241,38 @@ def test_a_worker_thread_that_dies_stops_its_group_with_the_reason() -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_stopping_a_group_from_python_does_not_put_back_a_task_its_thread_still_runs(record_file) -> None:
+def test_stopping_a_group_from_python_does_not_put_back_a_task_its_thread_still_runs(
+    record_file,
+) -> None:
     info = g.RecordedQueue.add_task(3.0)
     from taskqueue.conf import load_settings
 
     engine = load_settings({"SHUTDOWN_TIMEOUT": 0.5})
-    group = WorkerGroup([Worker(queues=["recorded"])], name="in-process", settings=engine, schedule=False)
+    group = WorkerGroup(
+        [Worker(queues=["recorded"])], name="in-process", settings=engine, schedule=False
+    )
     group.start()
-    wait_until(lambda: starts(record_file)[str(info.id)] == 1, timeout=20, message="the task started")
+    wait_until(
+        lambda: starts(record_file)[str(info.id)] == 1, timeout=20, message="the task started"
+    )
     stopper = threading.Thread(target=group.stop)
     stopper.start()
     time.sleep(1.5)  # past the shutdown timeout, while the task still runs
-    assert Task.objects.get(pk=info.id).status == Status.RUNNING, "not put back while its thread runs it"
+    assert Task.objects.get(pk=info.id).status == Status.RUNNING, (
+        "not put back while its thread runs it"
+    )
     stopper.join(timeout=30)
     assert Task.objects.get(pk=info.id).status == Status.SUCCEEDED
     assert starts(record_file)[str(info.id)] == 1
 
 
 @pytest.mark.django_db
-def test_a_retried_holder_whose_slot_expired_waits_for_a_slot_instead_of_making_limit_plus_one() -> None:
+def test_a_retried_holder_whose_slot_expired_waits_for_a_slot_not_making_limit_plus_one() -> None:
     process = liveness.register(connection.alias, "test", ["*"], 1)
     holder = g.BrieflyExclusiveQueue.add_task({"account": 1})
-    (claimed,) = Claimer(connection.alias, process.pk, ["briefly-exclusive"]).claim(1, timezone.now())
+    (claimed,) = Claimer(connection.alias, process.pk, ["briefly-exclusive"]).claim(
+        1, timezone.now()
+    )
     recorder = Recorder(connection.alias, process.pk, "test", 3600)
     recorder.begin(claimed)
     time.sleep(0.3)  # the holder's slot expires while it runs: a new task of the key is admitted
@@ -225,14 +281,18 @@ def test_a_retried_holder_whose_slot_expired_waits_for_a_slot_instead_of_making_
 
     recorder.add(RetryLater(claimed))
     recorder.flush()
-    assert Task.objects.get(pk=holder.id).status == Status.BLOCKED, "it waits for the slot the newcomer holds"
+    assert Task.objects.get(pk=holder.id).status == Status.BLOCKED, (
+        "it waits for the slot the newcomer holds"
+    )
 
 
 @pytest.mark.django_db
 def test_pruning_deletes_every_expired_success_in_one_pass_at_drain_rates() -> None:
     infos = q.NoOpQueue.add_tasks([None] * 12_000)
     long_ago = timezone.now() - timedelta(days=2)
-    Task.objects.filter(pk__in=[info.id for info in infos]).update(status=Status.SUCCEEDED, finished_at=long_ago)
+    Task.objects.filter(pk__in=[info.id for info in infos]).update(
+        status=Status.SUCCEEDED, finished_at=long_ago
+    )
     kept = q.NoOpQueue.add_task(None)
     Task.objects.filter(pk=kept.id).update(status=Status.SUCCEEDED, finished_at=timezone.now())
 
@@ -244,12 +304,22 @@ def test_pruning_deletes_every_expired_success_in_one_pass_at_drain_rates() -> N
 
 @pytest.mark.slow
 @pytest.mark.skipif("connection.vendor != 'postgresql'", reason="LISTEN/NOTIFY is PostgreSQL's")
-def test_a_wake_up_for_a_task_stamped_by_a_clock_a_little_ahead_is_not_wasted(workers, record_file) -> None:
+def test_a_wake_up_for_a_task_stamped_by_a_clock_a_little_ahead_is_not_wasted(
+    workers, record_file
+) -> None:
     workers.start("--queues", "recording", "--interval", "30")
-    wait_until(lambda: WorkerProcess.objects.count() == 1, timeout=20, message="the worker registered")
+    wait_until(
+        lambda: WorkerProcess.objects.count() == 1, timeout=20, message="the worker registered"
+    )
     time.sleep(2)  # past its first polls: from now on only a notification wakes it within 30 s
     enqueued = time.monotonic()
     # As if enqueued on a host whose clock runs 50 ms ahead of the worker's.
-    q.RecordingQueue.add_task("ahead", first_attempt_datetime=timezone.now() + timedelta(milliseconds=50))
-    wait_until(lambda: len(recorded(record_file)) == 1, timeout=5, message="the worker looked again shortly")
+    q.RecordingQueue.add_task(
+        "ahead", first_attempt_datetime=timezone.now() + timedelta(milliseconds=50)
+    )
+    wait_until(
+        lambda: len(recorded(record_file)) == 1,
+        timeout=5,
+        message="the worker looked again shortly",
+    )
     assert time.monotonic() - enqueued < 3

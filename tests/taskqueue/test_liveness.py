@@ -25,11 +25,19 @@ pytestmark = pytest.mark.django_db
 def a_worker(pid: int, hostname: str = liveness.HOSTNAME, silent_for: float = 0) -> WorkerProcess:
     then = timezone.now() - timedelta(seconds=silent_for)
     return WorkerProcess.objects.create(
-        name="other", hostname=hostname, pid=pid, queues=["*"], threads=1, started_at=then, heartbeat_at=then
+        name="other",
+        hostname=hostname,
+        pid=pid,
+        queues=["*"],
+        threads=1,
+        started_at=then,
+        heartbeat_at=then,
     )
 
 
-def running_task(worker: WorkerProcess, queue=q.NoOpQueue, attempts: int = 1, started: bool = True) -> Task:
+def running_task(
+    worker: WorkerProcess, queue=q.NoOpQueue, attempts: int = 1, started: bool = True
+) -> Task:
     """A task claimed by `worker` (once) and, if `started`, started with its attempt counted."""
     info = queue.add_task(None)
     Task.objects.filter(pk=info.id).update(
@@ -61,7 +69,9 @@ def session_of(worker: WorkerProcess) -> Iterator[None]:
 @pytest.fixture
 def me() -> liveness.Recovery:
     process = liveness.register(connection.alias, "me", ["*"], 1)
-    recovery = liveness.Recovery(connection.alias, process.pk, heartbeat_interval=0.1, dead_after=60)
+    recovery = liveness.Recovery(
+        connection.alias, process.pk, heartbeat_interval=0.1, dead_after=60
+    )
     recovery.process = process  # type: ignore[attr-defined] - for the tests below
     return recovery
 
@@ -73,11 +83,18 @@ def dead_pid() -> int:
     return child.pid
 
 
-def test_a_task_of_a_worker_whose_process_is_gone_is_put_back_with_the_attempt_counted(me, dead_pid) -> None:
+def test_a_task_of_a_worker_whose_process_is_gone_is_put_back_with_the_attempt_counted(
+    me, dead_pid
+) -> None:
     task = running_task(a_worker(dead_pid))
     assert me.recover() == 1
     task.refresh_from_db()
-    assert (task.status, task.attempts, task.abandoned, task.claimed_by_id) == (Status.READY, 1, True, None)
+    assert (task.status, task.attempts, task.abandoned, task.claimed_by_id) == (
+        Status.READY,
+        1,
+        True,
+        None,
+    )
     assert task.errors[-1]["exc_class"] == "taskqueue.WorkerDied"
     assert not WorkerProcess.objects.exclude(pk=me.process_id).exists()
 
@@ -112,9 +129,12 @@ def test_a_held_advisory_lock_proves_life_however_old_the_heartbeat(me) -> None:
 
 
 def test_a_living_process_on_this_host_is_alive_however_old_its_heartbeat(me) -> None:
-    """A paused (SIGSTOP) or cut-off worker: its pid proves it lives, so its task is not run twice."""
+    """A paused (SIGSTOP) or cut-off worker: its pid proves it lives, so its task is not run
+    twice."""
     paused = a_worker(pid=os.getpid(), silent_for=3600)
-    WorkerProcess.objects.filter(pk=paused.pk).update(pid_started=liveness.process_start_time(os.getpid()))
+    WorkerProcess.objects.filter(pk=paused.pk).update(
+        pid_started=liveness.process_start_time(os.getpid())
+    )
     task = running_task(paused)
     assert me.recover() == 0
     task.refresh_from_db()
@@ -124,7 +144,9 @@ def test_a_living_process_on_this_host_is_alive_however_old_its_heartbeat(me) ->
 def test_a_reused_pid_does_not_pass_for_the_dead_worker(me) -> None:
     # Our own pid, but a start time that is not ours: the worker that had this pid is gone.
     reused = a_worker(pid=os.getpid())
-    WorkerProcess.objects.filter(pk=reused.pk).update(pid_started=(liveness.process_start_time(os.getpid()) or 0) + 1)
+    WorkerProcess.objects.filter(pk=reused.pk).update(
+        pid_started=(liveness.process_start_time(os.getpid()) or 0) + 1
+    )
     task = running_task(reused)
     assert me.recover() == 1
     task.refresh_from_db()
@@ -187,7 +209,9 @@ def test_claimed_tasks_no_thread_holds_are_put_back_uncounted_after_a_while(me) 
     mine = me.process
     lost = running_task(mine)
     held = running_task(mine)
-    assert me.release_orphans({held.pk}, older_than=timedelta(seconds=30), now=0.0) == 0, "seen once: not yet"
+    assert me.release_orphans({held.pk}, older_than=timedelta(seconds=30), now=0.0) == 0, (
+        "seen once: not yet"
+    )
     fresh = running_task(mine)
     assert me.release_orphans({held.pk}, older_than=timedelta(seconds=30), now=31.0) == 1
     statuses = dict(Task.objects.values_list("pk", "status"))
@@ -209,7 +233,9 @@ def test_postgresql_advisory_lock_proves_death_on_another_host(me) -> None:
         assert me.recover() == 0, "its session holds the lock: alive"
     # The server ends the closed session (and frees its lock) a moment after the client lets go.
     recovered: list[int] = []
-    wait_until(lambda: recovered.append(me.recover()) or recovered[-1] == 1, timeout=5, message="seen dead")
+    wait_until(
+        lambda: recovered.append(me.recover()) or recovered[-1] == 1, timeout=5, message="seen dead"
+    )
     task.refresh_from_db()
     assert task.status == Status.READY
 
@@ -218,9 +244,15 @@ def test_at_shutdown_unfinished_tasks_go_back_uncounted_unless_a_cancel_came_for
     unfinished = running_task(me.process)
     cancelled = running_task(me.process)
     Task.objects.filter(pk=cancelled.pk).update(cancel_requested=True)
-    liveness.put_back(connection.alias, me.process_id)  # what a stopping group does with what is left
+    liveness.put_back(
+        connection.alias, me.process_id
+    )  # what a stopping group does with what is left
 
     unfinished.refresh_from_db()
     cancelled.refresh_from_db()
-    assert (unfinished.status, unfinished.attempts, unfinished.finished_at) == (Status.READY, 0, None)
+    assert (unfinished.status, unfinished.attempts, unfinished.finished_at) == (
+        Status.READY,
+        0,
+        None,
+    )
     assert cancelled.status == Status.CANCELLED and cancelled.finished_at is not None

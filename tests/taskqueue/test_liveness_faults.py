@@ -7,7 +7,8 @@
 - The LISTEN/NOTIFY wake-up connection (PostgreSQL) killed with pg_terminate_backend, cut off for a
   while, or left open but silent: the worker listens again and is woken well before its next poll.
 
-Runs are read from the records the tasks write themselves (O_APPEND lines, see sample_queues.record).
+Runs are read from the records the tasks write themselves (O_APPEND lines, see
+sample_queues.record).
 """
 
 from __future__ import annotations
@@ -47,8 +48,12 @@ POLL_INTERVAL = 30.0
 # A notification reaches a listening worker within milliseconds; this allows for a loaded machine.
 PROMPT = 3.0
 
-on_postgresql = pytest.mark.skipif("connection.vendor != 'postgresql'", reason="row locks and LISTEN are PostgreSQL's")
-on_sqlite = pytest.mark.skipif("connection.vendor != 'sqlite'", reason="SQLite's database-wide write lock")
+on_postgresql = pytest.mark.skipif(
+    "connection.vendor != 'postgresql'", reason="row locks and LISTEN are PostgreSQL's"
+)
+on_sqlite = pytest.mark.skipif(
+    "connection.vendor != 'sqlite'", reason="SQLite's database-wide write lock"
+)
 
 
 class GatedQueue(BaseQueue[dict]):
@@ -73,7 +78,9 @@ class GatedQueue(BaseQueue[dict]):
 
 def runs(record_file: Path, event: str) -> Counter[str]:
     """How many times each gated task recorded `event` (start or end)."""
-    return Counter(line.split()[1] for line in recorded(record_file) if line.startswith(f"{event} "))
+    return Counter(
+        line.split()[1] for line in recorded(record_file) if line.startswith(f"{event} ")
+    )
 
 
 def log_of(process: subprocess.Popen) -> str:
@@ -106,11 +113,12 @@ def beating(process: subprocess.Popen) -> bool:
 
 @contextlib.contextmanager
 def transaction_holding_the_row_of(process_id: int) -> Iterator[None]:
-    """Another connection holds the worker process's row in an open transaction, until the block ends.
+    """Another connection holds the worker process's row in an open transaction, until the block
+    ends.
 
     PostgreSQL: `SELECT ... FOR UPDATE` on the row (the heartbeat's UPDATE waits for it). SQLite:
-    `BEGIN IMMEDIATE` and an uncommitted UPDATE of the row, on a sqlite3 connection of its own to the
-    same file: the database's write lock, which every writer then waits for."""
+    `BEGIN IMMEDIATE` and an uncommitted UPDATE of the row, on a sqlite3 connection of its own to
+    the same file: the database's write lock, which every writer then waits for."""
     if connection.vendor == "postgresql":
         import psycopg
 
@@ -139,7 +147,9 @@ def transaction_holding_the_row_of(process_id: int) -> Iterator[None]:
         holder.close()
 
 
-def hold_the_row_of_a_worker_running_a_long_task(workers, record_file, tmp_path, timed_out=None, **env) -> dict:
+def hold_the_row_of_a_worker_running_a_long_task(
+    workers, record_file, tmp_path, timed_out=None, **env
+) -> dict:
     """The scenario of part 1, run to its end. Worker A runs a long task; worker B serves the same
     queue, so B would take the task if it presumed A dead. A transaction holds A's row for
     HOLD_SECONDS, then A's task is let finish and A is given new tasks (on a queue only A serves).
@@ -149,7 +159,11 @@ def hold_the_row_of_a_worker_running_a_long_task(workers, record_file, tmp_path,
     gate = tmp_path / "gate"
     info = GatedQueue.add_task({"gate": str(gate)})
     first = workers.start("--queues", "liveness-gated,recording", **FAST_LIVENESS, **env)
-    wait_until(lambda: runs(record_file, "start")[str(info.id)] == 1, timeout=60, message="A started the task")
+    wait_until(
+        lambda: runs(record_file, "start")[str(info.id)] == 1,
+        timeout=60,
+        message="A started the task",
+    )
     second = workers.start("--queues", "liveness-gated", **FAST_LIVENESS, **env)
     wait_until(lambda: beating(second), timeout=60, message="B registered and beats")
     row = row_of(first)
@@ -169,13 +183,18 @@ def hold_the_row_of_a_worker_running_a_long_task(workers, record_file, tmp_path,
         time.sleep(max(HOLD_SECONDS - (time.monotonic() - held_at), 0))
         silence = timezone.now() - still_registered(row.pk).heartbeat_at
         task = Task.objects.get(pk=info.id)
-        assert (task.status, task.claimed_by_id, task.claims) == (Status.RUNNING, row.pk, claims), "still A's"
+        assert (task.status, task.claimed_by_id, task.claims) == (Status.RUNNING, row.pk, claims), (
+            "still A's"
+        )
         assert first.poll() is None and second.poll() is None
     released = timezone.now()
     released_at = time.monotonic()
     timings["silence at release"] = silence.total_seconds()
-    # A heartbeat timer alone would have called A dead: only the proof of life (pid, advisory lock) saved it.
-    assert silence > timedelta(seconds=DEAD_AFTER), f"A's heartbeat was silent only {silence} while the row was held"
+    # A heartbeat timer alone would have called A dead: only the proof of life (pid, advisory lock)
+    # saved it.
+    assert silence > timedelta(seconds=DEAD_AFTER), (
+        f"A's heartbeat was silent only {silence} while the row was held"
+    )
 
     wait_until(
         lambda: still_registered(row.pk).heartbeat_at > released,
@@ -185,24 +204,43 @@ def hold_the_row_of_a_worker_running_a_long_task(workers, record_file, tmp_path,
     timings["heartbeat resumed"] = time.monotonic() - released_at
 
     gate.touch()
-    wait_until(lambda: runs(record_file, "end")[str(info.id)] == 1, timeout=30, message="A's task finished")
-    wait_until(lambda: Task.objects.get(pk=info.id).status == Status.SUCCEEDED, timeout=30, message="it succeeded")
+    wait_until(
+        lambda: runs(record_file, "end")[str(info.id)] == 1, timeout=30, message="A's task finished"
+    )
+    wait_until(
+        lambda: Task.objects.get(pk=info.id).status == Status.SUCCEEDED,
+        timeout=30,
+        message="it succeeded",
+    )
     new = [f"after-{n}" for n in range(3)]
     new_at = time.monotonic()
     q.RecordingQueue.add_tasks(new)
-    wait_until(lambda: all(ran_in(record_file, first, a) for a in new), timeout=30, message="A ran new tasks")
+    wait_until(
+        lambda: all(ran_in(record_file, first, a) for a in new),
+        timeout=30,
+        message="A ran new tasks",
+    )
     timings["new tasks ran"] = time.monotonic() - new_at
 
     assert runs(record_file, "start")[str(info.id)] == 1, "the long task ran exactly once"
     assert runs(record_file, "end")[str(info.id)] == 1
     task = Task.objects.get(pk=info.id)
-    assert (task.attempts, task.abandoned, task.errors) == (1, False, []), "never taken from A nor charged again"
+    assert (task.attempts, task.abandoned, task.errors) == (1, False, []), (
+        "never taken from A nor charged again"
+    )
     after = still_registered(row.pk)  # the same row: never presumed dead and registered again
     assert (after.pid, after.threads_alive) == (first.pid, 1), "A's worker thread lives"
     assert first.poll() is None, "A did not exit"
     assert second.poll() is None, "B did not exit"
     logs = log_of(first) + log_of(second)
-    for bad in ("presumed dead", "registering again", "task abandoned", "died", "unexpected error", "Traceback"):
+    for bad in (
+        "presumed dead",
+        "registering again",
+        "task abandoned",
+        "died",
+        "unexpected error",
+        "Traceback",
+    ):
         assert bad not in logs, f"{bad!r} in the workers' logs"
     print(f"timings (s): { {name: round(value, 2) for name, value in timings.items()} }")
     return {"timings": timings, "first": first, "row": after}
@@ -218,16 +256,22 @@ def test_the_heartbeat_times_out_behind_a_lock_on_its_worker_row_and_the_worker_
         record_file,
         tmp_path,
         # Its lock_timeout (2 s), or else its statement_timeout (5 s), ends the heartbeat's UPDATE.
-        timed_out=r"heartbeat failed \(retrying\): .*canceling statement due to (lock|statement) timeout",
+        timed_out=r"heartbeat failed \(retrying\): "
+        r".*canceling statement due to (lock|statement) timeout",
     )
-    # The heartbeat gave up within its lock timeout (plus a heartbeat interval and a loaded machine's delays).
+    # The heartbeat gave up within its lock timeout (plus a heartbeat interval and a loaded
+    # machine's delays).
     assert outcome["timings"]["first timeout"] < postgresql.HEARTBEAT_LOCK_TIMEOUT_MS / 1000 + 4
-    # Every try after the first waited out its lock timeout too, and the heartbeat kept trying: it never hung.
+    # Every try after the first waited out its lock timeout too, and the heartbeat kept trying: it
+    # never hung.
     failures = log_of(outcome["first"]).count("heartbeat failed (retrying)")
     assert failures >= 2, f"the heartbeat tried only {failures} times while the row was held"
-    with connection.cursor() as cursor:  # A's session holds its advisory lock again: alive, provably
+    with (
+        connection.cursor() as cursor
+    ):  # A's session holds its advisory lock again: alive, provably
         cursor.execute(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = %s AND objid = %s",
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = "
+            "%s AND objid = %s",
             [postgresql.LOCK_NAMESPACE, outcome["row"].pk],
         )
         assert cursor.fetchone()[0] == 1
@@ -238,7 +282,9 @@ def test_the_heartbeat_times_out_behind_a_lock_on_its_worker_row_and_the_worker_
 @pytest.mark.parametrize(
     "busy_timeout",
     [
-        pytest.param(None, id="the-busy-timeout-outlasts-the-transaction"),  # 20 s: each write waits
+        pytest.param(
+            None, id="the-busy-timeout-outlasts-the-transaction"
+        ),  # 20 s: each write waits
         pytest.param("1", id="the-busy-timeout-gives-up-first"),  # each write fails, and is retried
     ],
 )
@@ -254,7 +300,9 @@ def test_a_write_transaction_held_past_worker_dead_after_neither_wedges_nor_kill
         **env,
     )
     if busy_timeout is None:
-        assert "heartbeat failed" not in log_of(outcome["first"]), "the heartbeat waited for the lock"
+        assert "heartbeat failed" not in log_of(outcome["first"]), (
+            "the heartbeat waited for the lock"
+        )
 
 
 # --- 2. The wake-up connection, killed, cut off or silent -----------------------------------
@@ -266,7 +314,8 @@ def listeners(other_than: int | None = None) -> list[tuple[int, int]]:
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT pid, client_port FROM pg_stat_activity"
-            " WHERE datname = current_database() AND query LIKE %s AND pid <> pg_backend_pid() AND pid <> %s",
+            " WHERE datname = current_database() AND query LIKE %s AND pid <> pg_backend_pid() "
+            "AND pid <> %s",
             ["LISTEN%", other_than or 0],
         )
         return cursor.fetchall()
@@ -279,13 +328,19 @@ def wait_for_listener(timeout: float, other_than: int | None = None) -> tuple[in
         found[:] = listeners(other_than)
         return len(found) == 1
 
-    wait_until(one, timeout=timeout, message="exactly one worker listens" + (" again" if other_than else ""))
+    wait_until(
+        one,
+        timeout=timeout,
+        message="exactly one worker listens" + (" again" if other_than else ""),
+    )
     return found[0]
 
 
 def terminate(pid: int) -> None:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_terminate_backend(%s, 10000)", [pid])  # waits until the backend is gone
+        cursor.execute(
+            "SELECT pg_terminate_backend(%s, 10000)", [pid]
+        )  # waits until the backend is gone
         assert cursor.fetchone()[0], f"backend {pid} was not terminated"
 
 
@@ -305,7 +360,8 @@ class Pair:
     def silence(self) -> None:
         """The server side goes (its backend ends), the worker's side stays open and is answered by
         nobody: what the worker reads is nothing, what it sends is acknowledged (by this host's TCP)
-        and dropped. A hung proxy or pooler does this; keepalives and tcp_user_timeout cannot tell."""
+        and dropped. A hung proxy or pooler does this; keepalives and tcp_user_timeout cannot
+        tell."""
         self.silent = True
         with contextlib.suppress(OSError):
             self.upstream.shutdown(socket.SHUT_RDWR)
@@ -318,8 +374,8 @@ class Pair:
 
 
 class TcpProxy:
-    """A TCP forwarder on 127.0.0.1 to PostgreSQL, run by threads of this test process, so a test can
-    refuse new connections for a while or silence one connection."""
+    """A TCP forwarder on 127.0.0.1 to PostgreSQL, run by threads of this test process, so a test
+    can refuse new connections for a while or silence one connection."""
 
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
@@ -414,7 +470,9 @@ def through(proxy: TcpProxy) -> str:
     return f"postgres://{settings['USER']}{password}@127.0.0.1:{proxy.port}/{settings['NAME']}"
 
 
-def start_idle_listening_worker(workers, record_file, **env) -> tuple[subprocess.Popen, tuple[int, int], float]:
+def start_idle_listening_worker(
+    workers, record_file, **env
+) -> tuple[subprocess.Popen, tuple[int, int], float]:
     """A worker polling every POLL_INTERVAL on the `recording` queue, just woken by a first task and
     now asleep: returns it, its listening backend, and when it last looked for work (monotonic).
     Until POLL_INTERVAL after that, only a wake-up makes it look again."""
@@ -423,14 +481,18 @@ def start_idle_listening_worker(workers, record_file, **env) -> tuple[subprocess
     listener = wait_for_listener(timeout=30)
     time.sleep(1.5)  # past the first polls of its start
     q.RecordingQueue.add_task("first")
-    wait_until(lambda: picked_up(record_file, "first"), timeout=PROMPT, message="a notification woke the worker")
+    wait_until(
+        lambda: picked_up(record_file, "first"),
+        timeout=PROMPT,
+        message="a notification woke the worker",
+    )
     time.sleep(1.5)  # past the quick looks again that follow a wake-up
     return worker, listener, time.monotonic()
 
 
 @pytest.mark.slow
 @on_postgresql
-def test_a_worker_whose_listen_backend_is_terminated_listens_again_and_is_woken_long_before_its_next_poll(
+def test_a_worker_whose_listen_backend_is_terminated_listens_again_and_wakes_before_polling(
     workers, record_file
 ) -> None:
     worker, (backend, _), _ = start_idle_listening_worker(workers, record_file)
@@ -439,7 +501,9 @@ def test_a_worker_whose_listen_backend_is_terminated_listens_again_and_is_woken_
         terminated = time.monotonic()
         backend, _ = wait_for_listener(timeout=20, other_than=backend)
         listening_again = time.monotonic() - terminated
-        time.sleep(1.5)  # past the looks its reconnect wake-up made: from now on only a notification wakes it
+        time.sleep(
+            1.5
+        )  # past the looks its reconnect wake-up made: from now on only a notification wakes it
         enqueued = time.monotonic()
         q.RecordingQueue.add_task(f"after-terminate-{round_}")
         wait_until(
@@ -447,7 +511,10 @@ def test_a_worker_whose_listen_backend_is_terminated_listens_again_and_is_woken_
             timeout=PROMPT,
             message="a notification woke the worker",
         )
-        print(f"round {round_}: listening again {listening_again:.2f}s, woken {time.monotonic() - enqueued:.2f}s")
+        print(
+            f"round {round_}: listening again {listening_again:.2f}s, "
+            f"woken {time.monotonic() - enqueued:.2f}s"
+        )
         assert listening_again < 10
     assert worker.poll() is None
     assert "wake-up listener reconnecting" in log_of(worker)
@@ -458,20 +525,30 @@ def test_a_worker_whose_listen_backend_is_terminated_listens_again_and_is_woken_
 def test_a_task_enqueued_while_the_listener_was_cut_off_runs_as_soon_as_the_worker_listens_again(
     workers, record_file, proxy
 ) -> None:
-    worker, (backend, _), last_look = start_idle_listening_worker(workers, record_file, DATABASE_URL=through(proxy))
-    proxy.refusing.set()  # its other connections live on; a new one (the listener's next) is refused
+    worker, (backend, _), last_look = start_idle_listening_worker(
+        workers, record_file, DATABASE_URL=through(proxy)
+    )
+    # its other connections live on; a new one (the listener's next) is refused
+    proxy.refusing.set()
     terminate(backend)
     info = q.RecordingQueue.add_task("while-cut-off")  # notified to nobody: no session listens
     time.sleep(3)
-    assert Task.objects.get(pk=info.id).status == Status.READY, "nothing took it while nobody listened"
+    assert Task.objects.get(pk=info.id).status == Status.READY, (
+        "nothing took it while nobody listened"
+    )
     assert not listeners(), "the worker could not listen meanwhile"
     proxy.refusing.clear()
     reopened = time.monotonic()
 
-    wait_until(lambda: picked_up(record_file, "while-cut-off"), timeout=15, message="the worker took it")
+    wait_until(
+        lambda: picked_up(record_file, "while-cut-off"), timeout=15, message="the worker took it"
+    )
     took = time.monotonic() - reopened
-    print(f"picked up {took:.2f}s after the database could be reached again, {time.monotonic() - last_look:.2f}s "
-          f"after the worker's last look (poll interval {POLL_INTERVAL:.0f}s)")  # fmt: skip
+    print(
+        f"picked up {took:.2f}s after the database could be reached "
+        f"again, {time.monotonic() - last_look:.2f}s "
+        f"after the worker's last look (poll interval {POLL_INTERVAL:.0f}s)"
+    )
     # Within the listener's reconnect backoff (at most 5 s), and long before its next poll.
     assert took < 10
     assert time.monotonic() - last_look < POLL_INTERVAL - 5, "not by polling"
@@ -482,10 +559,14 @@ def test_a_task_enqueued_while_the_listener_was_cut_off_runs_as_soon_as_the_work
 @pytest.mark.slow
 @on_postgresql
 @pytest.mark.timeout(240)
-def test_a_silent_listen_connection_is_found_out_by_the_probe_and_wake_ups_resume(workers, record_file, proxy) -> None:
+def test_a_silent_listen_connection_is_found_out_by_the_probe_and_wake_ups_resume(
+    workers, record_file, proxy
+) -> None:
     from taskqueue.worker.wakeup import PROBE_INTERVAL, PROBE_TIMEOUT
 
-    worker, (backend, port), _ = start_idle_listening_worker(workers, record_file, DATABASE_URL=through(proxy))
+    worker, (backend, port), _ = start_idle_listening_worker(
+        workers, record_file, DATABASE_URL=through(proxy)
+    )
     proxy.pair_of(port).silence()
     silenced = time.monotonic()
     # The probe runs PROBE_INTERVAL after the listener last connected, at most; its answer is due
@@ -496,7 +577,14 @@ def test_a_silent_listen_connection_is_found_out_by_the_probe_and_wake_ups_resum
     time.sleep(1.5)
     enqueued = time.monotonic()
     q.RecordingQueue.add_task("after-silence")
-    wait_until(lambda: picked_up(record_file, "after-silence"), timeout=PROMPT, message="a notification woke it")
-    print(f"listening again {found_out:.1f}s after the silence, woken {time.monotonic() - enqueued:.2f}s")
+    wait_until(
+        lambda: picked_up(record_file, "after-silence"),
+        timeout=PROMPT,
+        message="a notification woke it",
+    )
+    print(
+        f"listening again {found_out:.1f}s after the silence, "
+        f"woken {time.monotonic() - enqueued:.2f}s"
+    )
     assert found_out < bound
     assert worker.poll() is None

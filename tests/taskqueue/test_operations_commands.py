@@ -31,7 +31,9 @@ def health(*args: str) -> tuple[int, str]:
 def test_unhealthy_without_a_live_worker() -> None:
     assert health() == (1, "unhealthy: no worker heartbeat in the last 60s")
     process = liveness.register("default", "stale", ["*"], 1)
-    WorkerProcess.objects.filter(pk=process.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=5))
+    WorkerProcess.objects.filter(pk=process.pk).update(
+        heartbeat_at=timezone.now() - timedelta(minutes=5)
+    )
     assert health("--max-age", "120")[0] == 1
 
 
@@ -67,11 +69,18 @@ def test_health_as_a_container_would_run_it(workers) -> None:
     def run() -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "manage.py", "taskqueue_health", "--max-age", "10"],
-            cwd=PROJECT, env=workers.env, capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+            cwd=PROJECT,
+            env=workers.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     down = run()
-    assert down.returncode == 1 and down.stderr.strip() == "unhealthy: no worker heartbeat in the last 10s"
+    assert (
+        down.returncode == 1
+        and down.stderr.strip() == "unhealthy: no worker heartbeat in the last 10s"
+    )
     workers.start("--queues", "*")
     wait_until(lambda: WorkerProcess.objects.exists(), timeout=20, message="the worker registered")
     up = run()
@@ -107,11 +116,15 @@ def test_prune_filters_by_queue_path_status_and_age_and_dry_run_deletes_nothing(
     failed_noop = finished(status=Status.FAILED)
     failed_other = finished(q.RecordingQueue, status=Status.FAILED)
     cancelled = finished(status=Status.CANCELLED, path="some.old.Task")
-    assert prune("--status", "failed", "--status", "cancelled", "--dry-run") == "Would delete 3 task(s)."
+    assert (
+        prune("--status", "failed", "--status", "cancelled", "--dry-run")
+        == "Would delete 3 task(s)."
+    )
     assert Task.objects.count() == 3
     assert prune("--status", "failed", "--queue", "noop") == "Deleted 1 task(s)."
     assert (
-        prune("--status", "cancelled", "--task-path", "some.old.Task", "--older-than", "3600") == "Deleted 1 task(s)."
+        prune("--status", "cancelled", "--task-path", "some.old.Task", "--older-than", "3600")
+        == "Deleted 1 task(s)."
     )
     assert list(Task.objects.values_list("pk", flat=True)) == [failed_other]
     assert failed_noop != cancelled

@@ -1,5 +1,5 @@
-"""Retrying finished tasks whose dupe key an unfinished task holds now: those are refused and reported, the
-rest of the selection is retried, and a surrounding transaction goes on."""
+"""Retrying finished tasks whose dupe key an unfinished task holds now: those are refused and
+reported, the rest of the selection is retried, and a surrounding transaction goes on."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ CHANGELIST = reverse("admin:taskqueue_task_changelist")
 
 @pytest.fixture
 def held_key(drain) -> dict[str, int]:
-    """A failed task with dupe key "k" whose key a newer, waiting task holds; a failed one without a key."""
+    """A failed task with dupe key "k" whose key a newer, waiting task holds; a failed one without a
+    key."""
     keyed = q.FailingQueue.add_task("first", dupe_key="k").id
     plain = q.FailingQueue.add_task("plain").id
     drain("failing")
@@ -32,7 +33,9 @@ def statuses(*ids: int) -> list[str]:
     return [Task.objects.get(pk=pk).status for pk in ids]
 
 
-def test_a_task_whose_dupe_key_is_in_use_is_refused_and_the_others_are_retried(held_key: dict[str, int]) -> None:
+def test_a_task_whose_dupe_key_is_in_use_is_refused_and_the_others_are_retried(
+    held_key: dict[str, int],
+) -> None:
     result = operations.retry([held_key["keyed"], held_key["plain"]])
     assert (result.done, result.refused) == (1, 1)
     assert result.refusals == {held_key["keyed"]: operations.DUPE_KEY_IN_USE}
@@ -46,8 +49,8 @@ def test_a_task_whose_dupe_key_is_in_use_is_refused_and_the_others_are_retried(h
 def test_a_key_taken_after_the_check_is_refused_by_the_database_row_by_row(
     held_key: dict[str, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The race the pre-check cannot close (a task enqueued with the key meanwhile): the constraint refuses
-    the bulk update, and the tasks are retried one by one, each in its own savepoint."""
+    """The race the pre-check cannot close (a task enqueued with the key meanwhile): the constraint
+    refuses the bulk update, and the tasks are retried one by one, each in its own savepoint."""
     monkeypatch.setattr(operations, "_dupe_keys_taken", lambda using, rows: [])
     result = operations.retry([held_key["keyed"], held_key["plain"]])
     assert (result.done, result.refused) == (1, 1)
@@ -91,7 +94,9 @@ def test_the_same_key_in_another_queue_is_no_conflict(drain) -> None:
 @pytest.fixture
 def operator(client: Client) -> Client:
     user = User.objects.create_user("operator", password="pw", is_staff=True)
-    user.user_permissions.add(*Permission.objects.filter(codename__in=["view_task", "change_task", "retry_task"]))
+    user.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_task", "change_task", "retry_task"])
+    )
     client.force_login(user)
     return client
 
@@ -106,20 +111,28 @@ def test_the_admin_action_retries_the_others_and_says_how_many_keys_were_in_use(
     running = q.NoOpQueue.add_task(None).id
     Task.objects.filter(pk=running).update(status=Status.RUNNING)
     selected = [held_key["keyed"], held_key["plain"], running]
-    response = operator.post(CHANGELIST, {"action": "retry_tasks", "_selected_action": selected}, follow=True)
+    response = operator.post(
+        CHANGELIST, {"action": "retry_tasks", "_selected_action": selected}, follow=True
+    )
     assert response.status_code == 200
     assert messages_of(response) == [
         "1 task(s) retried.",
         "1 task(s) still running or waiting, so not retried.",
-        "1 task(s) not retried because their dupe key is in use by an unfinished task of the same queue.",
+        "1 task(s) not retried because their dupe key is in use by an unfinished task of the "
+        "same queue.",
     ]
     assert statuses(held_key["keyed"], held_key["plain"]) == [Status.FAILED, Status.READY]
 
 
-def test_the_retry_button_says_the_dupe_key_is_in_use(operator: Client, held_key: dict[str, int]) -> None:
-    response = operator.post(reverse("admin:taskqueue_task_retry", args=[held_key["keyed"]]), follow=True)
+def test_the_retry_button_says_the_dupe_key_is_in_use(
+    operator: Client, held_key: dict[str, int]
+) -> None:
+    response = operator.post(
+        reverse("admin:taskqueue_task_retry", args=[held_key["keyed"]]), follow=True
+    )
     assert response.status_code == 200
     assert messages_of(response) == [
-        "1 task(s) not retried because their dupe key is in use by an unfinished task of the same queue."
+        "1 task(s) not retried because their dupe key is in use by an unfinished task of the "
+        "same queue."
     ]
     assert statuses(held_key["keyed"]) == [Status.FAILED]

@@ -1,5 +1,6 @@
-"""Arguments every front door refuses at enqueue, before any SQL: nothing is stored, and the caller's
-transaction goes on (on PostgreSQL a statement the server refused would have aborted it)."""
+"""Arguments every front door refuses at enqueue, before any SQL: nothing is stored, and the
+caller's transaction goes on (on PostgreSQL a statement the server refused would have aborted
+it)."""
 
 from __future__ import annotations
 
@@ -72,9 +73,12 @@ def test_every_door_refuses_the_argument_and_stores_nothing(door: str, value: st
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("door", DOORS)
-@pytest.mark.parametrize("value", ["NUL in a string", "lone surrogate in a dict key", "integer 2**63"])
+@pytest.mark.parametrize(
+    "value", ["NUL in a string", "lone surrogate in a dict key", "integer 2**63"]
+)
 def test_a_refusal_leaves_the_callers_transaction_usable(door: str, value: str) -> None:
-    """The writes before and after the refused enqueue commit: the check ran in Python, before any SQL."""
+    """The writes before and after the refused enqueue commit: the check ran in Python, before any
+    SQL."""
     with transaction.atomic():
         PausedQueue.objects.create(name="before", paused_at=timezone.now())
         with pytest.raises(SerializationError):
@@ -99,10 +103,15 @@ ACCEPTED = {
 @pytest.mark.parametrize("door", DOORS)
 @pytest.mark.parametrize("value", ACCEPTED)
 def test_what_is_within_the_limits_is_stored_and_read_back_unchanged(door: str, value: str) -> None:
-    """The limits refuse nothing a database accepts: each of these is stored (by this database) as given."""
+    """The limits refuse nothing a database accepts: each of these is stored (by this database) as
+    given."""
     DOORS[door](ACCEPTED[value])
     stored = [task.payload for task in Task.objects.order_by("id")][-1]
-    assert ACCEPTED[value] in [stored.get("arg"), *stored.get("args", []), *stored.get("kwargs", {}).values()]
+    assert ACCEPTED[value] in [
+        stored.get("arg"),
+        *stored.get("args", []),
+        *stored.get("kwargs", {}).values(),
+    ]
 
 
 def test_max_payload_bytes_defaults_to_one_mebibyte() -> None:

@@ -1,4 +1,5 @@
-"""Queue classes: add_task, arguments, dupe keys, ordering, Retry and failures, run through the engine."""
+"""Queue classes: add_task, arguments, dupe keys, ordering, Retry and failures, run through the
+engine."""
 
 from __future__ import annotations
 
@@ -36,12 +37,25 @@ def test_a_stored_task_carries_the_queue_class_defaults(bulk: bool) -> None:
     if bulk:
         q.KillerQueue.add_tasks([{"once": True}], note="n", priority=4, first_attempt_datetime=when)
     else:
-        q.KillerQueue.add_task({"once": True}, note="n", priority=4, first_attempt_datetime=when, dupe_key="k")
+        q.KillerQueue.add_task(
+            {"once": True}, note="n", priority=4, first_attempt_datetime=when, dupe_key="k"
+        )
     task = Task.objects.get()
     assert (task.kind, task.queue_name, task.status, task.note, task.priority, task.run_at) == (
-        "queue", "killer", Status.READY, "n", 4, when,
-    )  # fmt: skip
-    assert (task.attempts, task.max_attempts, task.retry_abandoned, task.abandoned, task.errors) == (
+        "queue",
+        "killer",
+        Status.READY,
+        "n",
+        4,
+        when,
+    )
+    assert (
+        task.attempts,
+        task.max_attempts,
+        task.retry_abandoned,
+        task.abandoned,
+        task.errors,
+    ) == (
         0,
         3,
         True,
@@ -58,7 +72,9 @@ def test_queue_name_defaults_to_the_class_path() -> None:
         def process(cls, task_info: TaskInfo[int]) -> Retry | None:
             return None
 
-    assert Plain.queue_name == f"{__name__}.test_queue_name_defaults_to_the_class_path.<locals>.Plain"
+    assert (
+        Plain.queue_name == f"{__name__}.test_queue_name_defaults_to_the_class_path.<locals>.Plain"
+    )
 
 
 def test_a_queue_class_workers_cannot_import_is_refused_at_add_task() -> None:
@@ -70,7 +86,9 @@ def test_a_queue_class_workers_cannot_import_is_refused_at_add_task() -> None:
     assert not Task.objects.exists()
 
 
-@pytest.mark.parametrize("arg", [{1, 2}, (1, 2), {1: "non-string key"}, object(), float("nan"), b"bytes"], ids=repr)
+@pytest.mark.parametrize(
+    "arg", [{1, 2}, (1, 2), {1: "non-string key"}, object(), float("nan"), b"bytes"], ids=repr
+)
 def test_arguments_that_do_not_round_trip_fail_at_add_task_and_store_nothing(arg) -> None:
     with pytest.raises(SerializationError):
         q.NoOpQueue.add_task(arg)
@@ -127,17 +145,28 @@ def test_claim_order_is_priority_then_run_time_then_fifo(drain, record_file) -> 
     q.RecordingQueue.add_task("fifo-2")
     q.RecordingQueue.add_task("older", first_attempt_datetime=past)
     drain("recording", batch=1)
-    assert [line.split()[-1] for line in recorded(record_file)] == ["high", "older", "low", "fifo-1", "fifo-2"]
+    assert [line.split()[-1] for line in recorded(record_file)] == [
+        "high",
+        "older",
+        "low",
+        "fifo-1",
+        "fifo-2",
+    ]
 
 
 def test_a_batch_starts_its_tasks_in_claim_order(drain, record_file) -> None:
-    """Within one claimed batch too: a task enqueued first but due later starts after one due earlier."""
+    """Within one claimed batch too: a task enqueued first but due later starts after one due
+    earlier."""
     now = timezone.now()
     q.RecordingQueue.add_task("due-second", first_attempt_datetime=now - timedelta(minutes=1))
     q.RecordingQueue.add_task("due-first", first_attempt_datetime=now - timedelta(minutes=5))
     q.RecordingQueue.add_task("urgent", priority=10)
     drain("recording", batch=10)
-    assert [line.split()[-1] for line in recorded(record_file)] == ["urgent", "due-first", "due-second"]
+    assert [line.split()[-1] for line in recorded(record_file)] == [
+        "urgent",
+        "due-first",
+        "due-second",
+    ]
 
 
 def test_scheduled_tasks_wait_for_their_time(drain, record_file) -> None:
@@ -191,7 +220,10 @@ def test_an_exception_fails_the_task_with_class_message_and_traceback(drain) -> 
     error = task.last_error
     assert error["exc_class"] == "builtins.ValueError"
     assert error["message"] == "card declined"
-    assert "sample_queues.py" in error["traceback"] and "ValueError: card declined" in error["traceback"]
+    assert (
+        "sample_queues.py" in error["traceback"]
+        and "ValueError: card declined" in error["traceback"]
+    )
 
 
 def test_a_20_kilobyte_traceback_is_stored_whole(drain) -> None:
@@ -223,7 +255,12 @@ def test_retry_on_retries_with_backoff_until_max_attempts(drain) -> None:
 
 
 @pytest.mark.parametrize(
-    "path", ["tests.taskqueue.sample_queues.Missing", "no.such.module.Queue", "tests.taskqueue.sample_queues.NotAQueue"]
+    "path",
+    [
+        "tests.taskqueue.sample_queues.Missing",
+        "no.such.module.Queue",
+        "tests.taskqueue.sample_queues.NotAQueue",
+    ],
 )
 def test_a_queue_class_that_cannot_be_used_fails_its_tasks(drain, path: str) -> None:
     info = q.NoOpQueue.add_task(None)

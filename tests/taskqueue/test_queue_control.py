@@ -22,7 +22,9 @@ def test_size_counts_waiting_tasks_and_latency_is_the_oldest_due_wait() -> None:
     assert (info.size, info.latency, info.paused) == (0, timedelta(0), False)
     q.RecordingQueue.add_task("now")
     q.RecordingQueue.add_task("later", first_attempt_datetime=timezone.now() + timedelta(hours=1))
-    Task.objects.filter(note="", payload={"arg": "now"}).update(run_at=timezone.now() - timedelta(minutes=5))
+    Task.objects.filter(note="", payload={"arg": "now"}).update(
+        run_at=timezone.now() - timedelta(minutes=5)
+    )
     assert info.size == 2
     assert timedelta(minutes=5) <= info.latency < timedelta(minutes=6)
 
@@ -69,7 +71,9 @@ def test_a_running_worker_leaves_a_paused_queue_alone(workers, record_file) -> N
     QueueInfo("recording").pause()
     q.RecordingQueue.add_tasks(["a", "b"])
     workers.start("--queues", "recording", "--interval", "0.2")
-    wait_until(lambda: WorkerProcess.objects.count() == 1, timeout=20, message="the worker registered")
+    wait_until(
+        lambda: WorkerProcess.objects.count() == 1, timeout=20, message="the worker registered"
+    )
     q.NoOpQueue.add_task(None)
     time.sleep(1.5)
     assert recorded(record_file) == [] and QueueInfo("recording").size == 2

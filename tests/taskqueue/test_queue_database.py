@@ -45,11 +45,17 @@ def test_tasks_live_on_the_queue_database_and_a_worker_runs_them(production_env,
     assert enqueued.returncode == 0, enqueued.stderr
     worker = subprocess.Popen(
         [sys.executable, "manage.py", "taskqueue_worker", "--interval", "0.2"],
-        cwd=PROJECT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        cwd=PROJECT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and len(record.read_text().splitlines() if record.exists() else []) < 2:
+        while (
+            time.monotonic() < deadline
+            and len(record.read_text().splitlines() if record.exists() else []) < 2
+        ):
             time.sleep(0.1)
     finally:
         worker.terminate()

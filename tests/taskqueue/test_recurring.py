@@ -1,4 +1,5 @@
-"""Recurring tasks: cron with time zones, every tick enqueued exactly once, missed ticks not replayed."""
+"""Recurring tasks: cron with time zones, every tick enqueued exactly once, missed ticks not
+replayed."""
 
 from __future__ import annotations
 
@@ -26,11 +27,15 @@ def at(text: str) -> datetime:
 
 
 def test_latest_and_next_tick_follow_the_time_zone() -> None:
-    nightly = recurring.Schedule.parse("0 3 * * *", "Europe/Riga")  # 03:00 in Riga is 01:00 UTC in November
+    nightly = recurring.Schedule.parse(
+        "0 3 * * *", "Europe/Riga"
+    )  # 03:00 in Riga is 01:00 UTC in November
     assert nightly.latest_tick(at("2026-11-21 08:00:00")) == at("2026-11-21 01:00:00")
     assert nightly.next_tick(at("2026-11-21 08:00:00")) == at("2026-11-22 01:00:00")
     every_second = recurring.Schedule.parse("* * * * * *", "UTC")
-    assert every_second.latest_tick(at("2026-11-21 08:00:05")) == at("2026-11-21 08:00:05"), "a tick exactly now"
+    assert every_second.latest_tick(at("2026-11-21 08:00:05")) == at("2026-11-21 08:00:05"), (
+        "a tick exactly now"
+    )
     assert every_second.latest_tick(at("2026-11-21 08:00:05.5")) == at("2026-11-21 08:00:05")
 
 
@@ -40,7 +45,10 @@ def test_latest_and_next_tick_follow_the_time_zone() -> None:
         ({"schedule": "every day"}, "is not a cron schedule"),
         ({"timezone": "Mars/Olympus"}, "is not a time zone"),
         ({"task_path": "no.such.Task"}, "no.such.Task is not a declared task"),
-        ({"task_path": "tests.taskqueue.sample_queues.NotAQueue"}, "NotAQueue is not a declared task"),
+        (
+            {"task_path": "tests.taskqueue.sample_queues.NotAQueue"},
+            "NotAQueue is not a declared task",
+        ),
         ({"task_path": "os.system"}, "os.system is not a declared task"),
         ({"args": {"a": 1}}, "args must be a list"),
     ],
@@ -56,8 +64,12 @@ def test_dynamic_schedules_are_created_changed_and_removed() -> None:
     recurring.schedule_recurring("digest", NOOP, "0 8 * * *", description="morning digest")
     recurring.schedule_recurring("digest", NOOP, "0 9 * * *", timezone="Asia/Tokyo")
     task = RecurringTask.objects.get()
-    assert (task.schedule, task.timezone, task.description, task.static) == ("0 9 * * *", "Asia/Tokyo",
-                                                                           "morning digest", False)  # fmt: skip
+    assert (task.schedule, task.timezone, task.description, task.static) == (
+        "0 9 * * *",
+        "Asia/Tokyo",
+        "morning digest",
+        False,
+    )
     assert recurring.unschedule_recurring("digest") and not RecurringTask.objects.exists()
     assert not recurring.unschedule_recurring("digest")
 
@@ -70,7 +82,9 @@ def test_a_due_tick_is_enqueued_once_however_often_schedulers_look() -> None:
     assert recurring.run_due(now) == 0
     assert recurring.run_due(now + timedelta(minutes=2)) == 0, "still the 08:05 tick"
     assert recurring.run_due(now + timedelta(minutes=3)) == 1, "the 08:10 tick"
-    ticks = list(RecurringRun.objects.values_list("scheduled_at", flat=True).order_by("scheduled_at"))
+    ticks = list(
+        RecurringRun.objects.values_list("scheduled_at", flat=True).order_by("scheduled_at")
+    )
     assert ticks == [at("2026-11-21 08:05:00"), at("2026-11-21 08:10:00")]
     assert Task.objects.filter(note="recurring often").count() == 2
 
@@ -98,8 +112,12 @@ def test_ticks_a_busy_scheduler_skipped_by_a_moment_are_each_run() -> None:
         created_at=at("2026-11-21 08:00:00"), last_run_at=at("2026-11-21 08:00:10")
     )
     assert recurring.run_due(at("2026-11-21 08:00:13.2")) == 3, "ticks 11, 12 and 13"
-    assert recurring.run_due(at("2026-11-21 08:01:00.5")) == 5, "the latest, and those of the 5 s before it"
-    ticks = list(RecurringRun.objects.values_list("scheduled_at", flat=True).order_by("scheduled_at"))
+    assert recurring.run_due(at("2026-11-21 08:01:00.5")) == 5, (
+        "the latest, and those of the 5 s before it"
+    )
+    ticks = list(
+        RecurringRun.objects.values_list("scheduled_at", flat=True).order_by("scheduled_at")
+    )
     assert ticks[-5:] == [at(f"2026-11-21 08:00:{second:02}") for second in (56, 57, 58, 59)] + [
         at("2026-11-21 08:01:00")
     ]
@@ -123,7 +141,9 @@ def test_every_front_door_can_be_scheduled() -> None:
         "celery": ("tests.taskqueue.sample_celery.notify", [5], {"channel": "sms"}),
     }
     for kind, (path, args, kwargs) in targets.items():
-        task = recurring.schedule_recurring(kind, path, "* * * * *", args=args, kwargs=kwargs, priority=4)
+        task = recurring.schedule_recurring(
+            kind, path, "* * * * *", args=args, kwargs=kwargs, priority=4
+        )
         RecurringTask.objects.filter(pk=task.pk).update(created_at=at("2026-11-21 00:00:00"))
     assert recurring.run_due() == 3
     stored = {row.kind: row for row in Task.objects.all()}
@@ -134,11 +154,20 @@ def test_every_front_door_can_be_scheduled() -> None:
 
 
 def test_static_schedules_follow_the_settings() -> None:
-    recurring.sync_static({"a": {"task_path": NOOP, "schedule": "0 3 * * *"}, "b": {"task_path": NOOP,
-                                                                                 "schedule": "0 4 * * *"}})  # fmt: skip
+    recurring.sync_static(
+        {
+            "a": {"task_path": NOOP, "schedule": "0 3 * * *"},
+            "b": {"task_path": NOOP, "schedule": "0 4 * * *"},
+        }
+    )
     recurring.schedule_recurring("dynamic", NOOP, "0 5 * * *")
-    recurring.sync_static({"a": {"task_path": NOOP, "schedule": "30 3 * * *", "description": "moved"}})
-    assert dict(RecurringTask.objects.values_list("key", "schedule")) == {"a": "30 3 * * *", "dynamic": "0 5 * * *"}
+    recurring.sync_static(
+        {"a": {"task_path": NOOP, "schedule": "30 3 * * *", "description": "moved"}}
+    )
+    assert dict(RecurringTask.objects.values_list("key", "schedule")) == {
+        "a": "30 3 * * *",
+        "dynamic": "0 5 * * *",
+    }
     assert RecurringTask.objects.get(key="a").static
 
 
@@ -162,7 +191,9 @@ def test_three_scheduling_workers_enqueue_every_tick_exactly_once(workers) -> No
     # Twenty ticks, every one contended by three schedulers.
     wait_until(lambda: RecurringRun.objects.count() >= 20, timeout=90, message="twenty ticks")
     workers.stop_all()
-    ticks = sorted(RecurringRun.objects.filter(recurring=task).values_list("scheduled_at", flat=True))
+    ticks = sorted(
+        RecurringRun.objects.filter(recurring=task).values_list("scheduled_at", flat=True)
+    )
     assert len(ticks) >= 20
     assert max(Counter(ticks).values()) == 1
     gaps = {b - a for a, b in itertools.pairwise(ticks)}

@@ -1,4 +1,5 @@
-"""Recurring tasks under faults: each bad schedule fails alone, the scheduler never dies, old runs go."""
+"""Recurring tasks under faults: each bad schedule fails alone, the scheduler never dies, old runs
+go."""
 
 from __future__ import annotations
 
@@ -30,7 +31,9 @@ def at(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
-def stored(key: str, task_path: str = NOOP, schedule: str = "* * * * *", **fields: object) -> RecurringTask:
+def stored(
+    key: str, task_path: str = NOOP, schedule: str = "* * * * *", **fields: object
+) -> RecurringTask:
     """A row as a direct insert or an earlier release left it, never validated."""
     created_at = fields.pop("created_at", at("2026-11-21 00:00:00"))
     return RecurringTask.objects.create(
@@ -84,35 +87,52 @@ def test_the_admin_shows_a_schedules_error(admin_client: Client) -> None:
     stored("gone", GONE)
     recurring.run_due(at("2026-11-21 08:00:30"))
     changelist = admin_client.get(reverse("admin:taskqueue_recurringtask_changelist"))
-    change = admin_client.get(reverse("admin:taskqueue_recurringtask_change", args=[row("gone").pk]))
+    change = admin_client.get(
+        reverse("admin:taskqueue_recurringtask_change", args=[row("gone").pk])
+    )
     for page in (changelist, change):
         assert page.status_code == 200
         assert f"{GONE} is not a declared task" in page.text
 
 
-def test_run_now_of_a_schedule_whose_module_is_gone_reports_it_and_runs_the_others(admin_client: Client) -> None:
+def test_run_now_of_a_schedule_whose_module_is_gone_reports_it_and_runs_the_others(
+    admin_client: Client,
+) -> None:
     gone, fine = stored("gone", GONE), stored("fine")
     changelist = reverse("admin:taskqueue_recurringtask_changelist")
-    page = admin_client.post(changelist, {"action": "run_now", "_selected_action": [gone.pk, fine.pk]}, follow=True)
+    page = admin_client.post(
+        changelist, {"action": "run_now", "_selected_action": [gone.pk, fine.pk]}, follow=True
+    )
     assert page.status_code == 200 and "Not enqueued: gone (UndeclaredTask" in page.text
     assert Task.objects.get().task_path == NOOP
 
 
 @pytest.mark.slow
 def test_bad_schedules_stop_no_worker_scheduler(workers) -> None:
-    """The module-gone and 31-February rows used to kill the scheduler thread of every worker for good."""
+    """The module-gone and 31-February rows used to kill the scheduler thread of every worker for
+    good."""
     stored("gone", GONE, "* * * * * *")
     stored("never", schedule=NEVER)
     fine = stored("fine", NOOP, "* * * * * *", created_at=timezone.now())
     processes = [workers.start("--only-schedule") for _ in range(2)]
-    wait_until(lambda: RecurringRun.objects.filter(recurring=fine).count() >= 10, timeout=30, message="10 ticks")
+    wait_until(
+        lambda: RecurringRun.objects.filter(recurring=fine).count() >= 10,
+        timeout=30,
+        message="10 ticks",
+    )
     assert all(process.poll() is None for process in processes)
     workers.stop_all()
-    ticks = sorted(RecurringRun.objects.filter(recurring=fine).values_list("scheduled_at", flat=True))
-    assert {b - a for a, b in itertools.pairwise(ticks)} == {timedelta(seconds=1)}, "every tick on time"
+    ticks = sorted(
+        RecurringRun.objects.filter(recurring=fine).values_list("scheduled_at", flat=True)
+    )
+    assert {b - a for a, b in itertools.pairwise(ticks)} == {timedelta(seconds=1)}, (
+        "every tick on time"
+    )
     assert "UndeclaredTask" in row("gone").last_error and "never comes" in row("never").last_error
     logs = workers.logs()
-    assert 1 <= logs.count("recurring task gone failed") <= 2, "once, or once per worker at the most"
+    assert 1 <= logs.count("recurring task gone failed") <= 2, (
+        "once, or once per worker at the most"
+    )
     assert logs.count("recurring task never failed") <= 2
 
 
@@ -123,7 +143,11 @@ def test_each_static_schedule_syncs_alone(caplog: pytest.LogCaptureFixture) -> N
     valid = {"task_path": NOOP, "schedule": "0 3 * * *"}
     recurring.sync_static({"kept": valid, "broken": valid, "removed": valid})
     invalid = recurring.sync_static(
-        {"kept": valid | {"schedule": "0 4 * * *"}, "broken": valid | {"args": {"a": 1}}, "added": valid}
+        {
+            "kept": valid | {"schedule": "0 4 * * *"},
+            "broken": valid | {"args": {"a": 1}},
+            "added": valid,
+        }
     )
     assert invalid == {"broken"}
     assert dict(RecurringTask.objects.values_list("key", "schedule")) == {
@@ -146,7 +170,9 @@ def test_a_static_schedule_invalid_in_settings_is_not_run_and_the_others_are() -
     RecurringTask.objects.update(created_at=at("2026-11-21 00:00:00"))
     passes.run_pass()
     assert list(Task.objects.values_list("note", flat=True)) == ["recurring fine"]
-    assert "kwargs a dict" in row("broken").last_error, "still shown: no tick of its old version cleared it"
+    assert "kwargs a dict" in row("broken").last_error, (
+        "still shown: no tick of its old version cleared it"
+    )
 
 
 # 3. A date that never comes
@@ -165,15 +191,27 @@ def test_a_date_that_never_comes_is_refused_by_the_static_sync() -> None:
 
 
 def test_a_date_that_never_comes_is_refused_by_the_admin_form(admin_client: Client) -> None:
-    fields = {"key": "never", "task_path": NOOP, "schedule": NEVER, "timezone": "UTC", "args": "[]", "kwargs": "{}"}
-    page = admin_client.post(reverse("admin:taskqueue_recurringtask_add"), fields | {"enabled": "on"})
+    fields = {
+        "key": "never",
+        "task_path": NOOP,
+        "schedule": NEVER,
+        "timezone": "UTC",
+        "args": "[]",
+        "kwargs": "{}",
+    }
+    page = admin_client.post(
+        reverse("admin:taskqueue_recurringtask_add"), fields | {"enabled": "on"}
+    )
     assert page.status_code == 200, "the form again, with the error"
     assert "&#x27;0 0 31 2 *&#x27; never comes" in page.text
     assert not RecurringTask.objects.exists()
 
 
 def test_a_stored_date_that_never_comes_breaks_no_admin_page(admin_client: Client) -> None:
-    dynamic, static = stored("never", schedule=NEVER), stored("never-static", schedule=NEVER, static=True)
+    dynamic, static = (
+        stored("never", schedule=NEVER),
+        stored("never-static", schedule=NEVER, static=True),
+    )
     changelist = admin_client.get(reverse("admin:taskqueue_recurringtask_changelist"))
     assert changelist.status_code == 200 and "never comes" in changelist.text
     for task in (dynamic, static):
@@ -208,7 +246,11 @@ def test_an_unexpected_error_in_a_pass_is_logged_and_the_next_pass_runs(
     started = thread.last_pass_ok_at
     thread.start()
     try:
-        wait_until(lambda: thread.last_pass_ok_at > started, timeout=10, message="a pass after the failed one")
+        wait_until(
+            lambda: thread.last_pass_ok_at > started,
+            timeout=10,
+            message="a pass after the failed one",
+        )
         assert thread.is_alive() and len(calls) >= 2
     finally:
         thread.stopping.set()
@@ -251,5 +293,7 @@ def test_the_scheduler_prunes_old_runs_in_bounded_batches() -> None:
     for _ in range(4):
         passes.run_pass()
         remaining.append(RecurringRun.objects.count())
-    assert remaining == [18, 8, 3, 3], "a batch a pass while there are more, then nothing left to prune"
+    assert remaining == [18, 8, 3, 3], (
+        "a batch a pass while there are more, then nothing left to prune"
+    )
     assert sorted(RecurringRun.objects.values_list("scheduled_at", flat=True)) == sorted(recent)

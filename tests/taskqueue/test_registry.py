@@ -34,13 +34,16 @@ def recorded(record_file: Path) -> list[str]:
 
 @pytest.fixture(autouse=True)
 def gadget_not_imported_here():
-    """The gadget must not be imported by this process: not before a test (it would prove nothing), nor by it."""
+    """The gadget must not be imported by this process: not before a test (it would prove nothing),
+    nor by it."""
     assert GADGET not in sys.modules
     yield
     assert GADGET not in sys.modules, "the registry imported a module no task declared"
 
 
-def test_a_worker_fails_undeclared_paths_without_importing_or_calling_them(workers, record_file, tmp_path) -> None:
+def test_a_worker_fails_undeclared_paths_without_importing_or_calling_them(
+    workers, record_file, tmp_path
+) -> None:
     touched = tmp_path / "touched"
     rows = {
         "queue": q.RecordingQueue.add_task("x").id,
@@ -51,14 +54,20 @@ def test_a_worker_fails_undeclared_paths_without_importing_or_calling_them(worke
     Task.objects.filter(pk=rows["queue"]).update(task_path=f"{GADGET}.Process")
     Task.objects.filter(pk=rows["celery"]).update(task_path=f"{GADGET}.run")
     Task.objects.filter(pk=rows["django"]).update(task_path=f"{GADGET}.run")
-    Task.objects.filter(pk=rows["shell"]).update(task_path="os.system")  # a stdlib gadget, already imported
+    Task.objects.filter(pk=rows["shell"]).update(
+        task_path="os.system"
+    )  # a stdlib gadget, already imported
     workers.start("--queues", "*", "--interval", "0.2")
     wait_until(
-        lambda: Task.objects.filter(pk__in=rows.values(), status=Status.FAILED).count() == len(rows),
+        lambda: (
+            Task.objects.filter(pk__in=rows.values(), status=Status.FAILED).count() == len(rows)
+        ),
         timeout=30,
         message="the worker failed every undeclared task",
     )
-    assert not any(line.startswith("gadget") for line in recorded(record_file)), recorded(record_file)
+    assert not any(line.startswith("gadget") for line in recorded(record_file)), recorded(
+        record_file
+    )
     assert not touched.exists()
     for task in Task.objects.filter(pk__in=rows.values()):
         assert task.last_error["exc_class"] == UNDECLARED
@@ -92,7 +101,9 @@ def test_a_worker_whose_task_module_fails_to_import_does_not_start(workers) -> N
     worker = workers.start(TASKQUEUE_TASK_MODULES="tests.taskqueue.sample_broken")
     assert worker.wait(timeout=30) != 0
     log = Path(worker.log_path).read_text()  # type: ignore[attr-defined]
-    assert "tests.taskqueue.sample_broken: RuntimeError: this task module is broken on purpose" in log
+    assert (
+        "tests.taskqueue.sample_broken: RuntimeError: this task module is broken on purpose" in log
+    )
     assert Task.objects.get(pk=queued.id).status == Status.READY  # nothing claimed, nothing lost
 
 
@@ -107,7 +118,9 @@ def test_a_row_naming_a_task_of_another_front_door_fails(drain) -> None:
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("path", [f"{GADGET}.run", f"{GADGET}.Process", "os.system", "subprocess.run"])
+@pytest.mark.parametrize(
+    "path", [f"{GADGET}.run", f"{GADGET}.Process", "os.system", "subprocess.run"]
+)
 def test_a_schedule_naming_an_undeclared_path_is_refused_without_importing_it(path: str) -> None:
     with pytest.raises(UndeclaredTask, match="is not a declared task"):
         recurring.schedule_recurring("gadget", path, "* * * * *", args=["touch /tmp/never"])
@@ -115,12 +128,21 @@ def test_a_schedule_naming_an_undeclared_path_is_refused_without_importing_it(pa
 
 
 @pytest.mark.django_db
-def test_staff_who_edit_recurring_tasks_cannot_point_one_at_an_undeclared_path(admin_client: Client) -> None:
+def test_staff_who_edit_recurring_tasks_cannot_point_one_at_an_undeclared_path(
+    admin_client: Client,
+) -> None:
     page = admin_client.post(
         reverse("admin:taskqueue_recurringtask_add"),
-        {"key": "gadget", "task_path": f"{GADGET}.run", "schedule": "* * * * *", "timezone": "UTC",
-         "args": "[]", "kwargs": "{}", "enabled": "on"},
-    )  # fmt: skip
+        {
+            "key": "gadget",
+            "task_path": f"{GADGET}.run",
+            "schedule": "* * * * *",
+            "timezone": "UTC",
+            "args": "[]",
+            "kwargs": "{}",
+            "enabled": "on",
+        },
+    )
     assert page.status_code == 200
     assert f"{GADGET}.run is not a declared task" in page.text
     assert not RecurringTask.objects.exists()
@@ -128,10 +150,16 @@ def test_staff_who_edit_recurring_tasks_cannot_point_one_at_an_undeclared_path(a
 
 @pytest.mark.django_db
 def test_a_stored_schedule_naming_an_undeclared_path_records_why_and_runs_nothing() -> None:
-    RecurringTask.objects.create(key="gadget", task_path=f"{GADGET}.run", schedule="* * * * *",
-                                 created_at="2026-11-21T00:00:00Z")  # fmt: skip
+    RecurringTask.objects.create(
+        key="gadget",
+        task_path=f"{GADGET}.run",
+        schedule="* * * * *",
+        created_at="2026-11-21T00:00:00Z",
+    )
     assert recurring.run_due() == 0
-    assert RecurringTask.objects.get().last_error.startswith(f"UndeclaredTask: {GADGET}.run is not a declared task")
+    assert RecurringTask.objects.get().last_error.startswith(
+        f"UndeclaredTask: {GADGET}.run is not a declared task"
+    )
     assert not Task.objects.exists()
 
 
@@ -169,25 +197,35 @@ def test_the_front_doors_declare_their_tasks_as_they_are_defined() -> None:
     [
         ("tests.taskqueue.sample_queues", "must be a list of module names"),
         (["tests.taskqueue.sample_queues", 7], "must be a list of module names"),
-        (["tests.taskqueue.no_such_module"], "names 'tests.taskqueue.no_such_module', which is not an importable"),
+        (
+            ["tests.taskqueue.no_such_module"],
+            "names 'tests.taskqueue.no_such_module', which is not an importable",
+        ),
     ],
 )
 @pytest.mark.django_db
 def test_bad_task_modules_are_reported_at_start_up(settings, modules: object, error: str) -> None:
     with override_settings(TASKQUEUE={**settings.TASKQUEUE, "TASK_MODULES": modules}):
-        messages = [message.msg for message in checks.run_checks() if message.id.startswith("taskqueue.")]
+        messages = [
+            message.msg for message in checks.run_checks() if message.id.startswith("taskqueue.")
+        ]
         assert any(error in message for message in messages), messages
 
 
 def test_a_worker_refuses_to_start_when_a_listed_task_module_is_missing(settings) -> None:
     missing = {**settings.TASKQUEUE, "TASK_MODULES": ["tests.taskqueue.no_such_module"]}
-    refused = pytest.raises(CommandError, match=r"tests\.taskqueue\.no_such_module: ModuleNotFoundError")
+    refused = pytest.raises(
+        CommandError, match=r"tests\.taskqueue\.no_such_module: ModuleNotFoundError"
+    )
     with override_settings(TASKQUEUE=missing), refused:
         call_command("taskqueue_worker", "--only-schedule")
 
 
 def test_tasks_defined_inside_functions_are_not_declared() -> None:
-    assert registry.declare("queue", __name__, "outer.<locals>.Inner") == f"{__name__}.outer.<locals>.Inner"
+    assert (
+        registry.declare("queue", __name__, "outer.<locals>.Inner")
+        == f"{__name__}.outer.<locals>.Inner"
+    )
     assert registry.declared(f"{__name__}.outer.<locals>.Inner") is None
     with pytest.raises(TaskQueueError):
         registry.resolve(f"{__name__}.outer.<locals>.Inner")

@@ -1,5 +1,6 @@
 """Attempts to break the declared-task registry (taskqueue/engine/registry.py), from a review: the
-first four were findings that failed on the first version (fixed since), the rest are properties kept.
+first four were findings that failed on the first version (fixed since), the rest are properties
+kept.
 
 Registry state is process-global: the `isolated_registry` fixture gives each test a copy of it, so
 declarations, attempted modules and import errors made by a test are undone afterwards.
@@ -39,8 +40,11 @@ SUBPROCESS_TIMEOUT = 60
 
 @pytest.fixture(autouse=True)
 def isolated_registry(monkeypatch: pytest.MonkeyPatch):
-    """Each test works on copies of the registry's state (and the gadget must never get imported)."""
-    registry.autodiscover(raise_errors=False)  # the suite's own task modules, once, before the copies
+    """Each test works on copies of the registry's state (and the gadget must never get
+    imported)."""
+    registry.autodiscover(
+        raise_errors=False
+    )  # the suite's own task modules, once, before the copies
     monkeypatch.setattr(registry, "_declared", dict(registry._declared))
     monkeypatch.setattr(registry, "_attempted", set(registry._attempted))
     monkeypatch.setattr(registry, "_import_errors", dict(registry._import_errors))
@@ -51,7 +55,8 @@ def isolated_registry(monkeypatch: pytest.MonkeyPatch):
 
 @pytest.fixture
 def task_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """A folder on sys.path for throw-away task modules; the modules written there are unloaded after."""
+    """A folder on sys.path for throw-away task modules; the modules written there are unloaded
+    after."""
     monkeypatch.syspath_prepend(str(tmp_path))
     written: list[str] = []
 
@@ -71,7 +76,9 @@ def listing(*modules: str):
     from django.conf import settings
 
     current = dict(settings.TASKQUEUE)
-    return override_settings(TASKQUEUE={**current, "TASK_MODULES": [*current.get("TASK_MODULES", []), *modules]})
+    return override_settings(
+        TASKQUEUE={**current, "TASK_MODULES": [*current.get("TASK_MODULES", []), *modules]}
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -80,7 +87,9 @@ def listing(*modules: str):
 # ------------------------------------------------------------------------------------------------
 
 
-def test_autodiscover_does_not_deadlock_when_a_task_module_looks_up_a_task_at_import(tmp_path: Path) -> None:
+def test_autodiscover_does_not_deadlock_when_a_task_module_looks_up_a_task_at_import(
+    tmp_path: Path,
+) -> None:
     (tmp_path / "reentrant_a.py").write_text(
         textwrap.dedent(
             """
@@ -109,13 +118,25 @@ def test_autodiscover_does_not_deadlock_when_a_task_module_looks_up_a_task_at_im
         print("discovered", registry.declared("reentrant_b.BQueue") is not None)
         """
     )
-    env = {"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "config.test_settings",
-           "PYTHONPATH": f"{tmp_path}:{PROJECT}"}  # fmt: skip
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "DJANGO_SETTINGS_MODULE": "config.test_settings",
+        "PYTHONPATH": f"{tmp_path}:{PROJECT}",
+    }
     try:
-        done = subprocess.run([sys.executable, "-c", script], cwd=PROJECT, env=env, capture_output=True, text=True,
-                              timeout=20)  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            cwd=PROJECT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
     except subprocess.TimeoutExpired:
-        pytest.fail("autodiscover deadlocked: the module's import-time lookup re-entered the held _discovery Lock")
+        pytest.fail(
+            "autodiscover deadlocked: the module's import-time lookup re-entered the held "
+            "_discovery Lock"
+        )
     assert done.returncode == 0, done.stderr
     assert "discovered True" in done.stdout
 
@@ -148,18 +169,22 @@ def test_a_task_of_another_backend_enqueued_here_with_using_runs(task_dir, drain
     path = f"{name}.ping"
     with override_settings(TASKS=OTHER_BACKEND), listing(name):
         registry.autodiscover()
-        worker_knows = registry.declared(path) is not None  # what a worker has after importing its task modules
-        result = sys.modules[name].ping.using(backend="default").enqueue("hi")  # the web process: declares it here
-        registry._declared.pop(path)  # ... but not in the worker, which never called this backend's validate_task
+        # what a worker has after importing its task modules
+        worker_knows = registry.declared(path) is not None
+        # the web process: declares it here
+        result = sys.modules[name].ping.using(backend="default").enqueue("hi")
+        registry._declared.pop(
+            path
+        )  # ... but not in the worker, which never called this backend's validate_task
         assert drain() == 1
     row = Task.objects.get(pk=int(result.id))
     assert row.status == Status.SUCCEEDED, (worker_knows, row.last_error)
 
 
 # ------------------------------------------------------------------------------------------------
-# Finding 3 (fixed): the django backend's get_result raises UndeclaredTask (not TaskResultDoesNotExist)
-# for a row whose path is undeclared; callers written against django.tasks catch only the latter, so
-# e.g. the reports demo's pages 500 for the report's owner.
+# Finding 3 (fixed): the django backend's get_result raises UndeclaredTask (not
+# TaskResultDoesNotExist) for a row whose path is undeclared; callers written against django.tasks
+# catch only the latter, so e.g. the reports demo's pages 500 for the report's owner.
 # ------------------------------------------------------------------------------------------------
 
 
@@ -172,7 +197,9 @@ def test_a_report_whose_task_row_names_an_undeclared_path_still_renders() -> Non
     report = Report.objects.create(owner=owner, year=2024, months=3)
     report.task_id = build_report.enqueue(report.pk).id
     report.save(update_fields=["task_id"])
-    Task.objects.filter(pk=int(report.task_id)).update(task_path=f"{GADGET}.run")  # whoever can write the table
+    Task.objects.filter(pk=int(report.task_id)).update(
+        task_path=f"{GADGET}.run"
+    )  # whoever can write the table
 
     client = Client(raise_request_exception=False)
     client.force_login(owner)
@@ -184,14 +211,17 @@ def test_a_report_whose_task_row_names_an_undeclared_path_still_renders() -> Non
 def test_get_result_of_an_undeclared_row_is_a_result_that_does_not_exist() -> None:
     result = sample_tasks.echo.enqueue("x")
     Task.objects.filter(pk=int(result.id)).update(task_path=f"{GADGET}.run")
-    with pytest.raises(TaskResultDoesNotExist):  # UndeclaredTask could subclass it (the existing test still holds)
+    with pytest.raises(
+        TaskResultDoesNotExist
+    ):  # UndeclaredTask could subclass it (the existing test still holds)
         default_task_backend.get_result(result.id)
 
 
 # ------------------------------------------------------------------------------------------------
 # Finding 4 (fixed): a task declared while its module is still being imported (declare() runs
 # from __init_subclass__ / the decorator, before the name is bound) is refused for good by another
-# thread that looks it up in that window ("no longer defines it"); resolve should wait for the import.
+# thread that looks it up in that window ("no longer defines it"); resolve should wait for the
+# import.
 # ------------------------------------------------------------------------------------------------
 
 
@@ -231,20 +261,31 @@ def test_resolve_waits_for_a_task_module_another_thread_is_importing(task_dir, m
 
 
 # ------------------------------------------------------------------------------------------------
-# Kept: TASKQUEUE_TASK_MODULES="a, b" (a space after the comma) is stripped by the site's environment
-# reader (plain django-environ would give ' b', and every worker would refuse to start).
+# Kept: TASKQUEUE_TASK_MODULES="a, b" (a space after the comma) is stripped by the site's
+# environment reader (plain django-environ would give ' b', and every worker would refuse to start).
 # ------------------------------------------------------------------------------------------------
 
 
 def test_task_modules_from_the_environment_are_stripped(production_env) -> None:
-    env = production_env | {"TASKQUEUE_TASK_MODULES": "tests.taskqueue.sample_queues, tests.taskqueue.sample_tasks"}
+    env = production_env | {
+        "TASKQUEUE_TASK_MODULES": "tests.taskqueue.sample_queues, tests.taskqueue.sample_tasks"
+    }
     script = (
-        "from django.conf import settings; import django; django.setup(); print(settings.TASKQUEUE['TASK_MODULES'])"
+        "from django.conf import settings; import django; django.setup(); "
+        "print(settings.TASKQUEUE['TASK_MODULES'])"
     )
-    done = subprocess.run([sys.executable, "-c", script], cwd=PROJECT, env=env, capture_output=True, text=True,
-                          timeout=SUBPROCESS_TIMEOUT)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT,
+    )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "['tests.taskqueue.sample_queues', 'tests.taskqueue.sample_tasks']"
+    assert (
+        done.stdout.strip() == "['tests.taskqueue.sample_queues', 'tests.taskqueue.sample_tasks']"
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -291,7 +332,9 @@ def test_odd_paths_are_refused_without_importing_anything(path: str) -> None:
 def test_rows_with_odd_paths_and_kinds_fail_alone_in_a_worker_thread(drain) -> None:
     ids = []
     # PostgreSQL stores no NUL character in a text column: such a row cannot exist there.
-    storable = [path for path in ODD_PATHS[:-1] if "\x00" not in path or connection.vendor != "postgresql"]
+    storable = [
+        path for path in ODD_PATHS[:-1] if "\x00" not in path or connection.vendor != "postgresql"
+    ]
     for kind in ("queue", "django", "celery", "no-such-kind", ""):
         for path in storable:
             info = q.NoOpQueue.add_task(None)
@@ -304,7 +347,8 @@ def test_rows_with_odd_paths_and_kinds_fail_alone_in_a_worker_thread(drain) -> N
 
 
 # ------------------------------------------------------------------------------------------------
-# Kept: admin, dashboard and the result objects show rows with undeclared paths without importing them.
+# Kept: admin, dashboard and the result objects show rows with undeclared paths without importing
+# them.
 # ------------------------------------------------------------------------------------------------
 
 
@@ -316,8 +360,12 @@ def test_pages_and_results_of_undeclared_rows_import_nothing(admin_client: Clien
     Task.objects.filter(pk=failed.id).update(kind="celery")
     assert drain() == 2
     Task.objects.filter(pk=queued.id).update(status=Status.READY)  # a waiting (editable) one too
-    RecurringTask.objects.create(key="gadget", task_path=f"{GADGET}.run", schedule="* * * * *",
-                                 created_at="2026-11-21T00:00:00Z")  # fmt: skip
+    RecurringTask.objects.create(
+        key="gadget",
+        task_path=f"{GADGET}.run",
+        schedule="* * * * *",
+        created_at="2026-11-21T00:00:00Z",
+    )
     gadget_schedule = RecurringTask.objects.get()
     urls = [
         reverse("admin:taskqueue_task_changelist"),
@@ -330,12 +378,23 @@ def test_pages_and_results_of_undeclared_rows_import_nothing(admin_client: Clien
     ]
     for url in urls:
         assert admin_client.get(url).status_code == 200, url
-    page = admin_client.post(reverse("admin:taskqueue_recurringtask_changelist"),
-                             {"action": "run_now", "_selected_action": [gadget_schedule.pk]}, follow=True)  # fmt: skip
+    page = admin_client.post(
+        reverse("admin:taskqueue_recurringtask_changelist"),
+        {"action": "run_now", "_selected_action": [gadget_schedule.pk]},
+        follow=True,
+    )
     assert page.status_code == 200 and "Not enqueued: gadget (UndeclaredTask" in page.text
-    page = admin_client.post(reverse("admin:taskqueue_recurringtask_change", args=[gadget_schedule.pk]),
-                             {"key": "gadget", "task_path": f"{GADGET}.run", "schedule": "* * * * *",
-                              "timezone": "UTC", "args": "[]", "kwargs": "{}"})  # fmt: skip
+    page = admin_client.post(
+        reverse("admin:taskqueue_recurringtask_change", args=[gadget_schedule.pk]),
+        {
+            "key": "gadget",
+            "task_path": f"{GADGET}.run",
+            "schedule": "* * * * *",
+            "timezone": "UTC",
+            "args": "[]",
+            "kwargs": "{}",
+        },
+    )
     assert page.status_code == 200 and "is not a declared task" in page.text
     result = AsyncResult(str(failed.id))
     assert (result.status, result.result.exc_class) == ("FAILURE", UNDECLARED)
@@ -347,7 +406,9 @@ def test_pages_and_results_of_undeclared_rows_import_nothing(admin_client: Clien
 
 
 @pytest.mark.django_db
-def test_nested_abstract_reloaded_and_twice_listed_task_modules_run(task_dir, drain, record_file) -> None:
+def test_nested_abstract_reloaded_and_twice_listed_task_modules_run(
+    task_dir, drain, record_file
+) -> None:
     name = task_dir(
         "attack_shapes",
         """
@@ -386,7 +447,10 @@ def test_nested_abstract_reloaded_and_twice_listed_task_modules_run(task_dir, dr
     lines = record_file.read_text().splitlines()
     assert {"concrete a", "inner b", "concrete c"} <= set(lines)
     row = Task.objects.get(pk=abstract.id)
-    assert (row.status, row.last_error["exc_class"]) == (Status.FAILED, "builtins.NotImplementedError")
+    assert (row.status, row.last_error["exc_class"]) == (
+        Status.FAILED,
+        "builtins.NotImplementedError",
+    )
 
 
 @pytest.mark.django_db
@@ -394,11 +458,19 @@ def test_using_copies_of_django_tasks_run(drain) -> None:
     result = sample_tasks.echo.using(queue_name="default", priority=7).enqueue("copied")
     assert drain() == 1
     assert Task.objects.get(pk=int(result.id)).status == Status.SUCCEEDED
-    assert sample_tasks.echo.using(priority=3).get_result(result.id).return_value == {"args": ["copied"], "kwargs": {}}
+    assert sample_tasks.echo.using(priority=3).get_result(result.id).return_value == {
+        "args": ["copied"],
+        "kwargs": {},
+    }
 
 
 def test_task_modules_given_in_the_backends_options_are_imported(settings) -> None:
-    tasks = {"default": {**settings.TASKS["default"], "OPTIONS": {"TASK_MODULES": ["tests.taskqueue.sample_limits"]}}}
+    tasks = {
+        "default": {
+            **settings.TASKS["default"],
+            "OPTIONS": {"TASK_MODULES": ["tests.taskqueue.sample_limits"]},
+        }
+    }
     with override_settings(TASKS=tasks):
         assert "tests.taskqueue.sample_limits" in registry.task_modules()
 

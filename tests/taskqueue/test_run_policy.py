@@ -1,5 +1,5 @@
-"""One run policy for every front door: the engine, not the door, turns a return, an error or a stop into
-the outcome, so the three doors agree on each case."""
+"""One run policy for every front door: the engine, not the door, turns a return, an error or a stop
+into the outcome, so the three doors agree on each case."""
 
 from __future__ import annotations
 
@@ -45,8 +45,12 @@ def test_work_that_completes_after_a_cancel_is_a_success_on_every_door(drain, do
 
 
 @pytest.mark.parametrize("door", COMPLETES)
-@pytest.mark.parametrize("path", ["no.such.module.Task", "tests.taskqueue.sample_queues.record", "wrong door"])
-def test_a_task_that_cannot_be_run_fails_with_one_error_class_on_every_door(drain, door: str, path: str) -> None:
+@pytest.mark.parametrize(
+    "path", ["no.such.module.Task", "tests.taskqueue.sample_queues.record", "wrong door"]
+)
+def test_a_task_that_cannot_be_run_fails_with_one_error_class_on_every_door(
+    drain, door: str, path: str
+) -> None:
     task_id = COMPLETES[door]()
     path = OTHER_DOORS_TASK[door] if path == "wrong door" else path
     Task.objects.filter(pk=task_id).update(task_path=path)
@@ -58,7 +62,8 @@ def test_a_task_that_cannot_be_run_fails_with_one_error_class_on_every_door(drai
 
 
 def retryable_failures(door: str, tmp_path: Path) -> int:
-    """A task that fails with a retryable ConnectionError on every attempt (of 3 or more allowed)."""
+    """A task that fails with a retryable ConnectionError on every attempt (of 3 or more
+    allowed)."""
     path = str(tmp_path / "runs")
     return {
         "queue class": lambda: q.FlakyQueue.add_task(99).id,
@@ -68,7 +73,9 @@ def retryable_failures(door: str, tmp_path: Path) -> int:
 
 
 @pytest.mark.parametrize("door", COMPLETES)
-def test_retries_stop_at_the_attempts_stored_with_the_task_on_every_door(drain, door: str, tmp_path: Path) -> None:
+def test_retries_stop_at_the_attempts_stored_with_the_task_on_every_door(
+    drain, door: str, tmp_path: Path
+) -> None:
     task_id = retryable_failures(door, tmp_path)
     Task.objects.filter(pk=task_id).update(max_attempts=2)  # as enqueued by an older release, say
     while drain():

@@ -21,14 +21,21 @@ def test_defaults_without_a_taskqueue_setting(settings) -> None:
 def test_worker_groups_in_seed_shape(settings) -> None:
     settings.TASKQUEUE = {
         "WORKERS": [
-            {"name": "quick", "num_threads": 4, "sleep_seconds_when_empty": 0.5, "queues": ["email*", "default"]},
+            {
+                "name": "quick",
+                "num_threads": 4,
+                "sleep_seconds_when_empty": 0.5,
+                "queues": ["email*", "default"],
+            },
             {"name": "long", "queue_classes": ["tests.taskqueue.sample_queues.StoppableQueue"]},
         ],
         "RESULT_RETENTION": 0,
     }
     engine = load_settings()
     assert engine.WORKERS[0].queues == ("email*", "default") and engine.WORKERS[0].num_threads == 4
-    assert engine.WORKERS[1].queues == () and engine.WORKERS[1].queue_classes[0].endswith("StoppableQueue")
+    assert engine.WORKERS[1].queues == () and engine.WORKERS[1].queue_classes[0].endswith(
+        "StoppableQueue"
+    )
     assert engine.RESULT_RETENTION == 0
 
 
@@ -46,9 +53,15 @@ def test_overrides_win_over_settings(settings) -> None:
         ({"HEARTBEAT_INTERVAL": float("nan")}, "HEARTBEAT_INTERVAL'] must be a positive number"),
         ({"SCHEDULER_INTERVAL": float("inf")}, "SCHEDULER_INTERVAL'] must be a positive number"),
         ({"RESULT_RETENTION": -1}, "RESULT_RETENTION'] must be a number of seconds, zero or more"),
-        ({"SHUTDOWN_TIMEOUT": 1e300}, "SHUTDOWN_TIMEOUT'] must be a number of seconds, zero or more"),
+        (
+            {"SHUTDOWN_TIMEOUT": 1e300},
+            "SHUTDOWN_TIMEOUT'] must be a number of seconds, zero or more",
+        ),
         ({"LISTEN_NOTIFY": "yes"}, "LISTEN_NOTIFY'] must be True or False"),
-        ({"WORKERS": [{"sleep_seconds_when_empty": float("inf")}]}, "sleep_seconds_when_empty must be a positive"),
+        (
+            {"WORKERS": [{"sleep_seconds_when_empty": float("inf")}]},
+            "sleep_seconds_when_empty must be a positive",
+        ),
         ({"HEARTBEAT_INTERVAL": 10, "WORKER_DEAD_AFTER": 20}, "at least three HEARTBEAT_INTERVALs"),
         ({"WORKERS": [{"num_threads": 0}]}, "num_threads must be 1 or more"),
         ({"WORKERS": [{"queues": "email"}]}, "must be a list of strings"),
@@ -66,10 +79,21 @@ def test_bad_values_are_reported_by_a_system_check(settings, value: dict, messag
 
 
 def test_every_bad_value_is_reported_at_once(settings) -> None:
-    settings.TASKQUEUE = {"BATCH_SIZE": 0, "HEARTBEAT_INTERVAL": -1, "NOPE": 1, "WORKERS": [{"num_threads": 0}, 7]}
+    settings.TASKQUEUE = {
+        "BATCH_SIZE": 0,
+        "HEARTBEAT_INTERVAL": -1,
+        "NOPE": 1,
+        "WORKERS": [{"num_threads": 0}, 7],
+    }
     messages = [error.msg for error in check_settings(None)]
     assert len(messages) == 5, messages
-    parts = ("BATCH_SIZE", "HEARTBEAT_INTERVAL", "Unknown TASKQUEUE settings: NOPE", "num_threads", "must be a dict")
+    parts = (
+        "BATCH_SIZE",
+        "HEARTBEAT_INTERVAL",
+        "Unknown TASKQUEUE settings: NOPE",
+        "num_threads",
+        "must be a dict",
+    )
     for part in parts:
         assert any(part in message for message in messages), (part, messages)
     with pytest.raises(ValueError, match=r"BATCH_SIZE.*HEARTBEAT_INTERVAL"):

@@ -1,6 +1,8 @@
-"""Every engine state has a name at every front door: reading a task never fails on a state it did not know.
+"""Every engine state has a name at every front door: reading a task never fails on a state it did
+not know.
 
-The tests go over `Status` itself, so a state added to the engine fails here until each door names it.
+The tests go over `Status` itself, so a state added to the engine fails here until each door names
+it.
 """
 
 from __future__ import annotations
@@ -67,5 +69,7 @@ def test_celery_status_and_get(status: Status) -> None:
 @pytest.mark.parametrize("status", [Status.READY, Status.BLOCKED])
 def test_a_waiting_celery_task_with_errors_is_waiting_for_a_retry(status: Status) -> None:
     result = celery_echo.delay(1)
-    Task.objects.filter(pk=int(result.id)).update(status=status, errors=[{"exc_class": "builtins.OSError"}])
+    Task.objects.filter(pk=int(result.id)).update(
+        status=status, errors=[{"exc_class": "builtins.OSError"}]
+    )
     assert result.status == states.RETRY

@@ -1,4 +1,5 @@
-"""A task of any front door that raises Stopped after stop_requested() ends as the reason for the stop says."""
+"""A task of any front door that raises Stopped after stop_requested() ends as the reason for the
+stop says."""
 
 from __future__ import annotations
 
@@ -41,7 +42,9 @@ def control(*, cancelled: bool = False, worker_stopping: bool = False) -> TaskCo
 
 
 @pytest.mark.parametrize("worker_stopping", [False, True], ids=["running", "worker-stopping-too"])
-def test_a_cancelled_task_that_raises_stopped_ends_cancelled(task_id, drain, worker_stopping) -> None:
+def test_a_cancelled_task_that_raises_stopped_ends_cancelled(
+    task_id, drain, worker_stopping
+) -> None:
     drain(control=control(cancelled=True, worker_stopping=worker_stopping))
 
     task = Task.objects.get(pk=task_id)
@@ -59,8 +62,12 @@ def test_a_task_stopped_by_its_worker_shutting_down_waits_to_run_again_with_its_
     assert Task.objects.get(pk=task_id).status == Status.SUCCEEDED
 
 
-def test_a_cancel_that_reached_the_task_row_but_not_its_worker_still_cancels_it(task_id, drain) -> None:
-    Task.objects.filter(pk=task_id).update(cancel_requested=True)  # as `cancel` leaves a running task
+def test_a_cancel_that_reached_the_task_row_but_not_its_worker_still_cancels_it(
+    task_id, drain
+) -> None:
+    Task.objects.filter(pk=task_id).update(
+        cancel_requested=True
+    )  # as `cancel` leaves a running task
     drain(control=control(worker_stopping=True))  # the worker stopped before passing the cancel on
 
     task = Task.objects.get(pk=task_id)
@@ -68,7 +75,9 @@ def test_a_cancel_that_reached_the_task_row_but_not_its_worker_still_cancels_it(
 
 
 @pytest.mark.parametrize("enqueue", RAISES_STOPPED_UNASKED.values(), ids=RAISES_STOPPED_UNASKED)
-def test_stopped_raised_with_no_stop_requested_is_an_error_like_any_other(db, drain, enqueue) -> None:
+def test_stopped_raised_with_no_stop_requested_is_an_error_like_any_other(
+    db, drain, enqueue
+) -> None:
     task_id = enqueue()
     drain()
 

@@ -1,4 +1,5 @@
-"""task_ended: one signal for every way a task ends, sent once the ending is stored, from every door."""
+"""task_ended: one signal for every way a task ends, sent once the ending is stored, from every
+door."""
 
 from __future__ import annotations
 
@@ -28,8 +29,16 @@ def endings() -> Iterator[list[dict]]:
 
     def receiver(sender, task_id, kind, task_path, state, outcome, **kwargs) -> None:
         row = Task.objects.filter(pk=task_id).values_list("status", flat=True).first()
-        received.append({"id": task_id, "kind": kind, "path": task_path, "state": state, "outcome": outcome,
-                         "stored": row})  # fmt: skip
+        received.append(
+            {
+                "id": task_id,
+                "kind": kind,
+                "path": task_path,
+                "state": state,
+                "outcome": outcome,
+                "stored": row,
+            }
+        )
 
     task_ended.connect(receiver, dispatch_uid="test_task_ended")
     yield received
@@ -76,18 +85,26 @@ def test_a_running_task_that_stops_when_cancelled_ends_cancelled(endings) -> Non
 
 
 @pytest.mark.django_db
-def test_cancelling_waiting_tasks_tells_each_once_the_cancel_commits(endings, django_capture_on_commit_callbacks):
+def test_cancelling_waiting_tasks_tells_each_once_the_cancel_commits(
+    endings, django_capture_on_commit_callbacks
+):
     waiting = [q.NoOpQueue.add_task(None).id, int(t.add.enqueue(1, 1).id)]
     running = running_task(a_worker(pid=1))
     with django_capture_on_commit_callbacks(execute=True):
         cancel([*waiting, running.pk])
         assert endings == [], "not before the commit"
-    assert [ended(endings, task_id) for task_id in waiting] == [("cancelled", "cancelled", "cancelled")] * 2
-    assert running.pk not in {e["id"] for e in endings}, "a running task ends when it stops, not now"
+    assert [ended(endings, task_id) for task_id in waiting] == [
+        ("cancelled", "cancelled", "cancelled")
+    ] * 2
+    assert running.pk not in {e["id"] for e in endings}, (
+        "a running task ends when it stops, not now"
+    )
 
 
 @pytest.mark.django_db
-def test_a_task_its_concurrency_rule_discards_ends_discarded(endings, django_capture_on_commit_callbacks) -> None:
+def test_a_task_its_concurrency_rule_discards_ends_discarded(
+    endings, django_capture_on_commit_callbacks
+) -> None:
     with django_capture_on_commit_callbacks(execute=True):
         kept = q.SingletonQueue.add_task(None).id
         discarded = q.SingletonQueue.add_task(None).id
@@ -122,8 +139,18 @@ def test_a_receiver_that_raises_harms_neither_the_others_nor_the_worker(endings,
 def test_a_worker_process_tells_its_endings(workers, record_file) -> None:
     ok, failed = q.RecordingQueue.add_task("x").id, q.FailingQueue.add_task("no").id
     workers.start("--queues", "recording,failing", "--interval", "0.2", TEST_RECORD_ENDINGS="1")
-    wait_until(lambda: sum(line.startswith("ended") for line in recorded(record_file)) == 2, timeout=30,
-               message="both endings were told")  # fmt: skip
-    lines = {line.split()[1]: line.split()[2:5] for line in recorded(record_file) if line.startswith("ended")}
-    assert lines == {str(ok): ["queue", "succeeded", "succeeded"], str(failed): ["queue", "failed", "failed"]}
+    wait_until(
+        lambda: sum(line.startswith("ended") for line in recorded(record_file)) == 2,
+        timeout=30,
+        message="both endings were told",
+    )
+    lines = {
+        line.split()[1]: line.split()[2:5]
+        for line in recorded(record_file)
+        if line.startswith("ended")
+    }
+    assert lines == {
+        str(ok): ["queue", "succeeded", "succeeded"],
+        str(failed): ["queue", "failed", "failed"],
+    }
     assert Task.objects.get(pk=ok).status == Status.SUCCEEDED

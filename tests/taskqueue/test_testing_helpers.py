@@ -78,7 +78,9 @@ def test_enqueued_finds_waiting_tasks_of_every_door_by_their_arguments() -> None
 @pytest.mark.django_db
 def test_assertions_fail_saying_what_is_waiting_instead() -> None:
     t.add.enqueue(1, 1)
-    with pytest.raises(AssertionError, match=r"Expected 2 waiting task\(s\) of tests.taskqueue.sample_tasks.add"):
+    with pytest.raises(
+        AssertionError, match=r"Expected 2 waiting task\(s\) of tests.taskqueue.sample_tasks.add"
+    ):
         assert_enqueued(t.add, count=2)
     with pytest.raises(AssertionError, match=r"found 0\. Waiting: #\d+ default \{'args': \[1, 1\]"):
         assert_enqueued(t.add, args=[9, 9])
@@ -104,25 +106,47 @@ def test_the_fixture_loads_as_a_pytest_plugin(tmp_path) -> None:
         "    assert [run.return_value for run in task_queue.run_pending()] == [42]\n"
     )
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "taskqueue.pytest_plugin", "-p", "no:cacheprovider", "-q", str(test),
-         "--rootdir", str(PROJECT), "-c", str(PROJECT / "pyproject.toml")],
-        cwd=PROJECT, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "taskqueue.pytest_plugin",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            str(test),
+            "--rootdir",
+            str(PROJECT),
+            "-c",
+            str(PROJECT / "pyproject.toml"),
+        ],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
 
 
 def test_a_burst_worker_runs_what_is_due_then_exits_0(workers, record_file) -> None:
     ids = {info.id for info in q.RecordingQueue.add_tasks(range(30))}
-    later = q.RecordingQueue.add_task("tomorrow", first_attempt_datetime=timezone.now() + timedelta(days=1))
-    recurring.schedule_recurring("every-second", "tests.taskqueue.sample_queues.NoOpQueue", "* * * * * *")
+    later = q.RecordingQueue.add_task(
+        "tomorrow", first_attempt_datetime=timezone.now() + timedelta(days=1)
+    )
+    recurring.schedule_recurring(
+        "every-second", "tests.taskqueue.sample_queues.NoOpQueue", "* * * * * *"
+    )
     started = time.monotonic()
     worker = workers.start("--burst", "--threads", "2", "--interval", "30")
     assert worker.wait(timeout=60) == 0
     assert time.monotonic() - started < 30, "it did not wait for the idle poll"
     assert {int(line.split()[0]) for line in recorded(record_file)} == ids
     assert Task.objects.get(pk=later.id).status == Status.READY
-    assert not Task.objects.filter(task_path="tests.taskqueue.sample_queues.NoOpQueue").exists(), "no scheduler"
+    assert not Task.objects.filter(task_path="tests.taskqueue.sample_queues.NoOpQueue").exists(), (
+        "no scheduler"
+    )
     assert not WorkerProcess.objects.exists()
 
 

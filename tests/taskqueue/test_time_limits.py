@@ -1,6 +1,7 @@
-"""Time limits, soft and hard, with real worker processes: a task past its soft limit gets TimeLimitExceeded;
-one that cannot be interrupted (blocked in C, swallowing exceptions) has its worker process ended, the
-attempt recorded as timed out, and the process's other tasks put back uncounted."""
+"""Time limits, soft and hard, with real worker processes: a task past its soft limit gets
+TimeLimitExceeded; one that cannot be interrupted (blocked in C, swallowing exceptions) has its
+worker process ended, the attempt recorded as timed out, and the process's other tasks put back
+uncounted."""
 
 from __future__ import annotations
 
@@ -30,7 +31,11 @@ def events(record_file: Path, task_id: int) -> list[str]:
 
 
 def ended(task_id: int) -> bool:
-    return Task.objects.get(pk=task_id).status in (Status.FAILED, Status.SUCCEEDED, Status.CANCELLED)
+    return Task.objects.get(pk=task_id).status in (
+        Status.FAILED,
+        Status.SUCCEEDED,
+        Status.CANCELLED,
+    )
 
 
 @pytest.mark.parametrize(
@@ -38,13 +43,19 @@ def ended(task_id: int) -> bool:
     [lambda: s.Spins.add_task(None).id, lambda: int(s.django_spins.enqueue().id)],
     ids=["queue class", "django.tasks"],
 )
-def test_a_task_past_its_soft_limit_is_interrupted_and_its_worker_lives_on(workers, record_file, enqueue) -> None:
+def test_a_task_past_its_soft_limit_is_interrupted_and_its_worker_lives_on(
+    workers, record_file, enqueue
+) -> None:
     task_id = enqueue()
     worker = workers.start("--queues", "timeouts,recording", "--interval", "0.2", **GRACE)
     wait_until(lambda: ended(task_id), timeout=30, message="the task ended")
     task = Task.objects.get(pk=task_id)
     seen = (task.status, task.attempts, task.errors, recorded(record_file), workers.logs())
-    assert (task.status, task.attempts, task.last_error["exc_class"]) == (Status.FAILED, 1, TIMED_OUT), seen
+    assert (task.status, task.attempts, task.last_error["exc_class"]) == (
+        Status.FAILED,
+        1,
+        TIMED_OUT,
+    ), seen
     assert events(record_file, task_id) == ["start", "interrupted"], seen
     after = q.RecordingQueue.add_task("after")
     wait_until(lambda: ended(after.id), timeout=30, message="the worker ran the next task")
@@ -67,24 +78,42 @@ def test_a_task_that_stops_when_asked_is_recorded_as_timed_out(workers, record_f
     workers.start("--queues", "timeouts", "--interval", "0.2", **GRACE)
     wait_until(lambda: ended(info.id), timeout=30, message="the task ended")
     task = Task.objects.get(pk=info.id)
-    assert (task.status, task.attempts, task.last_error["exc_class"]) == (Status.FAILED, 1, TIMED_OUT)
+    assert (task.status, task.attempts, task.last_error["exc_class"]) == (
+        Status.FAILED,
+        1,
+        TIMED_OUT,
+    )
     assert events(record_file, info.id) == ["start", "stopping"]
 
 
-def test_a_task_blocked_in_c_that_swallows_exceptions_has_its_process_ended(workers, record_file) -> None:
+def test_a_task_blocked_in_c_that_swallows_exceptions_has_its_process_ended(
+    workers, record_file
+) -> None:
     stuck = s.SleepsSwallowing.add_task(None)  # two attempts
     patient = s.Patient.add_task(None)
-    first = workers.start("--queues", "timeouts,patient", "--threads", "2", "--interval", "0.2", **GRACE)
-    wait_until(lambda: "start" in events(record_file, patient.id), timeout=30, message="both tasks run")
+    first = workers.start(
+        "--queues", "timeouts,patient", "--threads", "2", "--interval", "0.2", **GRACE
+    )
+    wait_until(
+        lambda: "start" in events(record_file, patient.id), timeout=30, message="both tasks run"
+    )
     assert first.wait(timeout=30) == EXIT_TIME_LIMIT
     task = Task.objects.get(pk=stuck.id)
-    # Counted and retried by its rules (2 attempts), its error the time limit: not a crash, not abandoned.
+    # Counted and retried by its rules (2 attempts), its error the time limit: not a crash, not
+    # abandoned.
     assert (task.status, task.attempts, task.abandoned) == (Status.READY, 1, False)
-    assert task.errors[-1]["exc_class"] == TIMED_OUT and "hard time limit" in task.errors[-1]["message"]
+    assert (
+        task.errors[-1]["exc_class"] == TIMED_OUT
+        and "hard time limit" in task.errors[-1]["message"]
+    )
     other = Task.objects.get(pk=patient.id)
-    assert (other.status, other.attempts, other.errors) == (Status.READY, 0, []), "put back uncounted"
+    assert (other.status, other.attempts, other.errors) == (Status.READY, 0, []), (
+        "put back uncounted"
+    )
 
-    second = workers.start("--queues", "timeouts", "--interval", "0.2", **GRACE)  # its supervisor's restart
+    second = workers.start(
+        "--queues", "timeouts", "--interval", "0.2", **GRACE
+    )  # its supervisor's restart
     assert second.wait(timeout=30) == EXIT_TIME_LIMIT
     task.refresh_from_db()
     assert (task.status, task.attempts) == (Status.FAILED, 2)
@@ -116,18 +145,26 @@ def silent_peer() -> Iterator[int]:
     server.close()
 
 
-def test_a_task_blocked_in_a_socket_read_has_its_process_ended(workers, record_file, silent_peer) -> None:
+def test_a_task_blocked_in_a_socket_read_has_its_process_ended(
+    workers, record_file, silent_peer
+) -> None:
     info = s.ReadsForever.add_task({"port": silent_peer})
     worker = workers.start("--queues", "timeouts", "--interval", "0.2", **GRACE)
     assert worker.wait(timeout=30) == EXIT_TIME_LIMIT
     task = Task.objects.get(pk=info.id)
-    assert (task.status, task.attempts, task.last_error["exc_class"]) == (Status.FAILED, 1, TIMED_OUT)
+    assert (task.status, task.attempts, task.last_error["exc_class"]) == (
+        Status.FAILED,
+        1,
+        TIMED_OUT,
+    )
 
 
 def test_a_default_timeout_holds_tasks_that_declare_none(workers, record_file) -> None:
     info = q.StoppableQueue.add_task(60.0)  # polls stop_requested(); declares no limit
     workers.start("--queues", "slow", "--interval", "0.2", TASKQUEUE_DEFAULT_TIMEOUT="0.5", **GRACE)
-    wait_until(lambda: Task.objects.get(pk=info.id).errors, timeout=30, message="the attempt timed out")
+    wait_until(
+        lambda: Task.objects.get(pk=info.id).errors, timeout=30, message="the attempt timed out"
+    )
     assert Task.objects.get(pk=info.id).errors[-1]["exc_class"] == TIMED_OUT
 
 
@@ -152,8 +189,15 @@ def test_bad_default_timeouts_are_reported(settings) -> None:
 @pytest.mark.django_db
 def test_the_admin_shows_a_timed_out_attempt_as_such(admin_client) -> None:
     info = q.NoOpQueue.add_task(None)
-    entry = {"attempt": 1, "at": "2026-12-02T05:00:00+00:00", "worker": "w@h:1", "exc_class": TIMED_OUT,
-             "message": "The task ran past its hard time limit", "traceback": "", "abandoned": False}  # fmt: skip
+    entry = {
+        "attempt": 1,
+        "at": "2026-12-02T05:00:00+00:00",
+        "worker": "w@h:1",
+        "exc_class": TIMED_OUT,
+        "message": "The task ran past its hard time limit",
+        "traceback": "",
+        "abandoned": False,
+    }
     Task.objects.filter(pk=info.id).update(status=Status.FAILED, attempts=1, errors=[entry])
     page = admin_client.get(f"/admin/taskqueue/task/{info.id}/change/").text
     assert "Attempt 1 at 2026-12-02T05:00:00+00:00 on worker w@h:1 (timed out)" in page

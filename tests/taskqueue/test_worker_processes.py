@@ -35,29 +35,49 @@ def test_four_processes_of_two_threads_run_5000_tasks_exactly_once(workers, reco
     assert len(pids) > 1, "the work was shared between processes"
 
 
-def test_a_task_of_a_worker_killed_mid_task_is_recovered_and_finished_by_another(workers, record_file) -> None:
+def test_a_task_of_a_worker_killed_mid_task_is_recovered_and_finished_by_another(
+    workers, record_file
+) -> None:
     info = q.HangOnceQueue.add_task(None)
     doomed = workers.start("--queues", "hang-once")
-    wait_until(lambda: len(recorded(record_file)) == 1, timeout=20, message="the first attempt started")
+    wait_until(
+        lambda: len(recorded(record_file)) == 1, timeout=20, message="the first attempt started"
+    )
     survivor = workers.start("--queues", "hang-once")
-    wait_until(lambda: WorkerProcess.objects.count() == 2, timeout=20, message="the second worker registered")
+    wait_until(
+        lambda: WorkerProcess.objects.count() == 2,
+        timeout=20,
+        message="the second worker registered",
+    )
 
     doomed.send_signal(signal.SIGKILL)
     killed_at = time.monotonic()
-    wait_until(lambda: Task.objects.get(pk=info.id).status == Status.SUCCEEDED, timeout=20, message="recovered")
+    wait_until(
+        lambda: Task.objects.get(pk=info.id).status == Status.SUCCEEDED,
+        timeout=20,
+        message="recovered",
+    )
     assert time.monotonic() - killed_at < 10
 
     task = Task.objects.get(pk=info.id)
     assert task.attempts == 2, "the crash counted as an attempt"
-    assert task.abandoned and task.errors[0]["abandoned"] and task.errors[0]["exc_class"] == "taskqueue.WorkerDied"
+    assert (
+        task.abandoned
+        and task.errors[0]["abandoned"]
+        and task.errors[0]["exc_class"] == "taskqueue.WorkerDied"
+    )
     assert recorded(record_file)[-1].endswith(f"pid {survivor.pid}")
 
 
-def test_a_task_that_kills_its_worker_every_time_fails_after_max_attempts(workers, record_file) -> None:
+def test_a_task_that_kills_its_worker_every_time_fails_after_max_attempts(
+    workers, record_file
+) -> None:
     info = q.KillerQueue.add_task({"once": False})
     supervisor = workers.start("--queues", "killer", "--processes", "2")
     wait_until(
-        lambda: Task.objects.get(pk=info.id).status == Status.FAILED, timeout=60, message="the task failed for good"
+        lambda: Task.objects.get(pk=info.id).status == Status.FAILED,
+        timeout=60,
+        message="the task failed for good",
     )
     task = Task.objects.get(pk=info.id)
     assert task.attempts == q.KillerQueue.max_attempts == 3
@@ -66,10 +86,16 @@ def test_a_task_that_kills_its_worker_every_time_fails_after_max_attempts(worker
     assert supervisor.poll() is None, "the supervisor restarted its killed children and carries on"
 
 
-def test_sigterm_during_a_long_task_puts_it_back_uncounted_and_exits_0(workers, record_file) -> None:
+def test_sigterm_during_a_long_task_puts_it_back_uncounted_and_exits_0(
+    workers, record_file
+) -> None:
     info = q.StoppableQueue.add_task(60.0)
     worker = workers.start("--queues", "slow")
-    wait_until(lambda: any("started" in line for line in recorded(record_file)), timeout=20, message="task started")
+    wait_until(
+        lambda: any("started" in line for line in recorded(record_file)),
+        timeout=20,
+        message="task started",
+    )
 
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=15) == 0
@@ -81,7 +107,9 @@ def test_sigterm_during_a_long_task_puts_it_back_uncounted_and_exits_0(workers, 
 
 def test_sigterm_when_idle_exits_at_once(workers) -> None:
     worker = workers.start("--queues", "nothing-here")
-    wait_until(lambda: WorkerProcess.objects.count() == 1, timeout=20, message="the worker registered")
+    wait_until(
+        lambda: WorkerProcess.objects.count() == 1, timeout=20, message="the worker registered"
+    )
     asked = time.monotonic()
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=10) == 0
@@ -91,7 +119,9 @@ def test_sigterm_when_idle_exits_at_once(workers) -> None:
 
 def test_an_idle_worker_picks_up_a_new_task_promptly(workers, record_file) -> None:
     workers.start("--queues", "recording", "--interval", "1")
-    wait_until(lambda: WorkerProcess.objects.count() == 1, timeout=20, message="the worker registered")
+    wait_until(
+        lambda: WorkerProcess.objects.count() == 1, timeout=20, message="the worker registered"
+    )
     time.sleep(0.5)
     q.RecordingQueue.add_task("hello")
     wait_until(lambda: len(recorded(record_file)) == 1, timeout=5, message="the task ran")
@@ -100,25 +130,41 @@ def test_an_idle_worker_picks_up_a_new_task_promptly(workers, record_file) -> No
 @pytest.mark.skipif("connection.vendor != 'postgresql'", reason="LISTEN/NOTIFY is PostgreSQL's")
 def test_listen_notify_wakes_an_idle_worker_long_before_its_next_poll(workers, record_file) -> None:
     workers.start("--queues", "recording", "--interval", "30")
-    wait_until(lambda: WorkerProcess.objects.count() == 1, timeout=20, message="the worker registered")
-    time.sleep(1.5)  # past its first (empty) poll: from now on only a notification wakes it within 30 s
+    wait_until(
+        lambda: WorkerProcess.objects.count() == 1, timeout=20, message="the worker registered"
+    )
+    time.sleep(
+        1.5
+    )  # past its first (empty) poll: from now on only a notification wakes it within 30 s
     q.RecordingQueue.add_task("wake up")
-    wait_until(lambda: len(recorded(record_file)) == 1, timeout=3, message="the notification woke the worker")
+    wait_until(
+        lambda: len(recorded(record_file)) == 1,
+        timeout=3,
+        message="the notification woke the worker",
+    )
 
 
-def test_a_worker_group_runs_in_this_process_and_stop_waits_for_it(transactional_db, record_file) -> None:
+def test_a_worker_group_runs_in_this_process_and_stop_waits_for_it(
+    transactional_db, record_file
+) -> None:
     from taskqueue import Worker, WorkerGroup
 
     group = WorkerGroup(
         [
-            Worker(thread_name="python-1", sleep_seconds_when_empty=0.1, queue_classes=[q.RecordingQueue]),
+            Worker(
+                thread_name="python-1",
+                sleep_seconds_when_empty=0.1,
+                queue_classes=[q.RecordingQueue],
+            ),
             Worker(thread_name="python-2", sleep_seconds_when_empty=0.1, queues=["recording"]),
         ],
         name="from-python",
     )
     group.start()
     q.RecordingQueue.add_tasks(range(50))
-    wait_until(lambda: len(recorded(record_file)) == 50, timeout=20, message="the group ran the tasks")
+    wait_until(
+        lambda: len(recorded(record_file)) == 50, timeout=20, message="the group ran the tasks"
+    )
     assert WorkerProcess.objects.get().name == "from-python"
     group.stop()
     assert not group.is_alive() and not any(worker.is_alive() for worker in group.workers)
@@ -126,17 +172,23 @@ def test_a_worker_group_runs_in_this_process_and_stop_waits_for_it(transactional
 
 
 @pytest.mark.skipif("connection.vendor != 'postgresql'", reason="LISTEN/NOTIFY is PostgreSQL's")
-def test_tasks_enqueued_late_in_a_transaction_wake_the_worker_on_commit(workers, record_file) -> None:
+def test_tasks_enqueued_late_in_a_transaction_wake_the_worker_on_commit(
+    workers, record_file
+) -> None:
     from django.db import transaction
 
     workers.start("--queues", "recording", "--interval", "30")
-    wait_until(lambda: WorkerProcess.objects.count() == 1, timeout=20, message="the worker registered")
+    wait_until(
+        lambda: WorkerProcess.objects.count() == 1, timeout=20, message="the worker registered"
+    )
     time.sleep(1.5)
     with transaction.atomic():
         time.sleep(0.3)  # the transaction began well before the tasks are stamped
         q.RecordingQueue.add_tasks(["bulk-1", "bulk-2"])
         q.RecordingQueue.add_task("single")
-    wait_until(lambda: len(recorded(record_file)) == 3, timeout=3, message="the commit woke the worker")
+    wait_until(
+        lambda: len(recorded(record_file)) == 3, timeout=3, message="the commit woke the worker"
+    )
 
 
 def test_a_worker_started_on_its_own_runs_tasks_and_stops(transactional_db, record_file) -> None:
@@ -145,8 +197,16 @@ def test_a_worker_started_on_its_own_runs_tasks_and_stops(transactional_db, reco
     worker = Worker(thread_name="alone", sleep_seconds_when_empty=0.1, queues=["recording"])
     worker.start()
     q.RecordingQueue.add_tasks(range(10))
-    wait_until(lambda: len(recorded(record_file)) == 10, timeout=20, message="the lone worker ran the tasks")
+    wait_until(
+        lambda: len(recorded(record_file)) == 10,
+        timeout=20,
+        message="the lone worker ran the tasks",
+    )
     assert WorkerProcess.objects.count() == 1
     worker.stop()
     assert not worker.is_alive()
-    wait_until(lambda: not WorkerProcess.objects.exists(), timeout=10, message="its process row was removed")
+    wait_until(
+        lambda: not WorkerProcess.objects.exists(),
+        timeout=10,
+        message="its process row was removed",
+    )

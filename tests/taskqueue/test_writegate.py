@@ -36,7 +36,9 @@ def test_a_second_writer_waits_for_the_gate_and_goes_the_moment_it_is_released()
         assert not entered.wait(0.5), "the second writer went in while the gate was held"
         let_go = time.monotonic()
     other.join(10)
-    assert entered.is_set() and released_at[0] - let_go < 0.1, "woken at the release, not at a later poll"
+    assert entered.is_set() and released_at[0] - let_go < 0.1, (
+        "woken at the release, not at a later poll"
+    )
 
 
 def test_inside_an_open_transaction_the_gate_is_not_taken() -> None:

@@ -11,11 +11,14 @@ from taskqueue.engine.databases.postgresql import PostgreSQL
 from taskqueue.engine.databases.sqlite import SQLite
 from taskqueue.exceptions import TaskQueueError
 
-DATABASES: dict[str, Database] = {database.vendor: database for database in (PostgreSQL(), SQLite())}
+DATABASES: dict[str, Database] = {
+    database.vendor: database for database in (PostgreSQL(), SQLite())
+}
 
 
 def for_connection(connection: Any) -> Database:
-    """The implementation for a Django connection's database; TaskQueueError for one the queue does not run on."""
+    """The implementation for a Django connection's database; TaskQueueError for one the queue does
+    not run on."""
     try:
         return DATABASES[connection.vendor]
     except KeyError:

@@ -2,9 +2,9 @@
 
 Everything the engine says to a database is plain SQL with fixed shapes, the same on every database,
 except what a subclass overrides here: how the claim picks and takes rows, how rows go in, how a
-concurrency key is locked, how a worker's writes are batched, how a worker proves it is alive, and how
-writers take turns. `postgresql.py` and `sqlite.py` hold one implementation each, so what runs on your
-database is one module to read (as Oban keeps its `Basic` and `Lite` engines).
+concurrency key is locked, how a worker's writes are batched, how a worker proves it is alive, and
+how writers take turns. `postgresql.py` and `sqlite.py` hold one implementation each, so what runs
+on your database is one module to read (as Oban keeps its `Basic` and `Lite` engines).
 """
 
 from __future__ import annotations
@@ -22,19 +22,53 @@ PAUSED_TABLE = PausedQueue._meta.db_table
 CLAIM_ORDER = "priority DESC, run_at, id"
 # What a claim returns, in order (see claim.claimed_task).
 CLAIMED_COLUMNS = (
-    "id", "kind", "task_path", "queue_name", "payload", "note", "priority", "attempts", "max_attempts", "errors",
-    "enqueued_at", "run_at", "concurrency_key", "claims",
-)  # fmt: skip
+    "id",
+    "kind",
+    "task_path",
+    "queue_name",
+    "payload",
+    "note",
+    "priority",
+    "attempts",
+    "max_attempts",
+    "errors",
+    "enqueued_at",
+    "run_at",
+    "concurrency_key",
+    "claims",
+)
 # JSON columns come back as text, decoded row by row in Python: a row the driver could not decode
 # would otherwise fail the whole claim after it committed.
 AS_TEXT = {"payload", "errors"}
-QUEUE_FILTERS = {"all": "1 = 1", "exact": "queue_name = %(queue)s", "prefix": "queue_name LIKE %(queue)s ESCAPE '\\'"}
-# The columns a new task is given, in statement order; the last three are the same for every new task.
+QUEUE_FILTERS = {
+    "all": "1 = 1",
+    "exact": "queue_name = %(queue)s",
+    "prefix": "queue_name LIKE %(queue)s ESCAPE '\\'",
+}
+# The columns a new task is given, in statement order; the last three are the same for every new
+# task.
 INSERT_COLUMNS = (
-    "kind", "task_path", "queue_name", "payload", "note", "priority", "status", "dupe_key", "enqueued_at", "run_at",
-    "max_attempts", "retry_abandoned", "concurrency_key", "concurrency_limit", "concurrency_duration",
-    "finished_at", "errors", "attempts", "abandoned", "cancel_requested",
-)  # fmt: skip
+    "kind",
+    "task_path",
+    "queue_name",
+    "payload",
+    "note",
+    "priority",
+    "status",
+    "dupe_key",
+    "enqueued_at",
+    "run_at",
+    "max_attempts",
+    "retry_abandoned",
+    "concurrency_key",
+    "concurrency_limit",
+    "concurrency_duration",
+    "finished_at",
+    "errors",
+    "attempts",
+    "abandoned",
+    "cancel_requested",
+)
 INSERT = f"INSERT INTO {TABLE} ({', '.join(INSERT_COLUMNS)})"
 
 # One statement of a worker's write: SQL and its parameters. One that returns a row (the start of a
@@ -63,14 +97,16 @@ class Database:
     def pick_sql(self, queue_filter: str) -> str:
         """The ids of up to %(limit)s due, ready tasks of one selector, in claim order."""
         return (
-            f"SELECT id FROM {TABLE} WHERE status = '{Status.READY}' AND {queue_filter} AND run_at <= {self.due} "
+            f"SELECT id FROM {TABLE} WHERE status = '{Status.READY}' AND {queue_filter} "
+            f"AND run_at <= {self.due} "
             f"AND queue_name NOT IN (SELECT name FROM {PAUSED_TABLE}) "
             f"ORDER BY {CLAIM_ORDER} LIMIT %(limit)s"
         )
 
     def claim_sql(self, queue_filter: str) -> str:
-        """Claim up to N ready tasks of one selector: mark them running for this worker, count the claim
-        (the token its writes are fenced on), return CLAIMED_COLUMNS. Nothing is started or charged yet."""
+        """Claim up to N ready tasks of one selector: mark them running for this worker, count the
+        claim (the token its writes are fenced on), return CLAIMED_COLUMNS. Nothing is started or
+        charged yet."""
         raise NotImplementedError
 
     def returning(self, prefix: str = "") -> str:
@@ -96,11 +132,17 @@ class Database:
     def tune_writer(self, connection: Any) -> None:
         """Set up a worker's connection for its own writes, once per connection."""
 
-    def write(self, connection: Any, statements: list[Statement], then: Callable[[], None] | None) -> list[Any]:
-        """Run one write of a worker (outcomes, and the next task's start) atomically; `then` runs in the
-        same transaction (settling concurrency keys). Returns each statement's result."""
+    def write(
+        self, connection: Any, statements: list[Statement], then: Callable[[], None] | None
+    ) -> list[Any]:
+        """Run one write of a worker (outcomes, and the next task's start) atomically; `then` runs
+        in the same transaction (settling concurrency keys). Returns each statement's result."""
         results: list[Any] = []
-        with self.write_turn(connection), transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+        with (
+            self.write_turn(connection),
+            transaction.atomic(using=connection.alias),
+            connection.cursor() as cursor,
+        ):
             for sql, params in statements:
                 cursor.execute(sql, params)
                 results.append(cursor.fetchone() if " RETURNING " in sql else cursor.rowcount)

@@ -1,5 +1,6 @@
-"""PostgreSQL, the first-class database: row locks that skip, binary array inserts, one-statement writes,
-asynchronous commits for a worker's own writes, advisory locks as proof of life, LISTEN/NOTIFY."""
+"""PostgreSQL, the first-class database: row locks that skip, binary array inserts, one-statement
+writes, asynchronous commits for a worker's own writes, advisory locks as proof of life,
+LISTEN/NOTIFY."""
 
 from __future__ import annotations
 
@@ -26,20 +27,22 @@ HEARTBEAT_STATEMENT_TIMEOUT_MS = 5000
 HEARTBEAT_LOCK_TIMEOUT_MS = 2000
 
 INSERT_ONE = (
-    f"{INSERT} VALUES (%b, %b, %b, %b::jsonb, %b, %b, %b, %b, %b, %b, %b, %b, %b, %b, %b, %b, %b::jsonb, "
-    "0, FALSE, FALSE) "
+    f"{INSERT} VALUES (%b, %b, %b, %b::jsonb, %b, %b, %b, %b, %b, %b, %b, %b, %b, %b, %b, %b, "
+    "%b::jsonb, 0, FALSE, FALSE) "
     "RETURNING id"
 )
 INSERT_MANY = (
-    f"{INSERT} SELECT kind, task_path, queue_name, payload::jsonb, note, priority, status, dupe_key, enqueued_at, "
-    "run_at, max_attempts, retry_abandoned, concurrency_key, concurrency_limit, concurrency_duration, finished_at, "
+    f"{INSERT} SELECT kind, task_path, queue_name, payload::jsonb, note, priority, status, "
+    "dupe_key, enqueued_at, run_at, max_attempts, retry_abandoned, concurrency_key, "
+    "concurrency_limit, concurrency_duration, finished_at, "
     "errors::jsonb, 0, FALSE, FALSE FROM unnest("
-    "%b::varchar[], %b::varchar[], %b::varchar[], %b::text[], %b::text[], %b::smallint[], %b::varchar[], "
-    "%b::varchar[], %b::timestamptz[], %b::timestamptz[], %b::integer[], %b::boolean[], %b::varchar[], "
-    "%b::smallint[], %b::float8[], %b::timestamptz[], %b::text[]) WITH ORDINALITY AS "
-    "new (kind, task_path, queue_name, payload, note, priority, status, dupe_key, enqueued_at, run_at, "
-    "max_attempts, retry_abandoned, concurrency_key, concurrency_limit, concurrency_duration, finished_at, errors, "
-    "position) ORDER BY position RETURNING id"
+    "%b::varchar[], %b::varchar[], %b::varchar[], %b::text[], %b::text[], %b::smallint[], "
+    "%b::varchar[], %b::varchar[], %b::timestamptz[], %b::timestamptz[], %b::integer[], "
+    "%b::boolean[], %b::varchar[], %b::smallint[], %b::float8[], %b::timestamptz[], "
+    "%b::text[]) WITH ORDINALITY AS "
+    "new (kind, task_path, queue_name, payload, note, priority, status, dupe_key, enqueued_at, "
+    "run_at, max_attempts, retry_abandoned, concurrency_key, concurrency_limit, "
+    "concurrency_duration, finished_at, errors, position) ORDER BY position RETURNING id"
 )
 
 
@@ -62,7 +65,8 @@ class PostgreSQL(Database):
         )
 
     def insert(self, connection: Any, rows: list[tuple[Any, ...]]) -> list[int]:
-        """One short statement whatever the row count: column arrays, sent in binary and unnested in order."""
+        """One short statement whatever the row count: column arrays, sent in binary and unnested in
+        order."""
         import psycopg
 
         connection.ensure_connection()
@@ -74,8 +78,8 @@ class PostgreSQL(Database):
             return [row[0] for row in cursor.fetchall()]
 
     def lock_key(self, using: str, key: str) -> None:
-        """One upsert makes or locks the row, so a row pruned meanwhile is made again, never silently not
-        locked."""
+        """One upsert makes or locks the row, so a row pruned meanwhile is made again, never
+        silently not locked."""
         from django.db import connections
 
         with connections[using].cursor() as cursor:
@@ -86,28 +90,34 @@ class PostgreSQL(Database):
             )
 
     def tune_writer(self, connection: Any) -> None:
-        """A worker's own writes commit asynchronously: visible at once and safe from the worker's death,
-        without waiting for a disk flush per task. Only a crash of the database server itself can lose
-        the last fraction of a second of them, and those tasks then run again."""
+        """A worker's own writes commit asynchronously: visible at once and safe from the worker's
+        death, without waiting for a disk flush per task. Only a crash of the database server itself
+        can lose the last fraction of a second of them, and those tasks then run again."""
         with connection.cursor() as cursor:
             cursor.execute("SET synchronous_commit = off")
 
-    def write(self, connection: Any, statements: list[Statement], then: Callable[[], None] | None) -> list[Any]:
+    def write(
+        self, connection: Any, statements: list[Statement], then: Callable[[], None] | None
+    ) -> list[Any]:
         if then is None and not connection.in_atomic_block:
             return self._as_one_statement(connection, statements)
         return super().write(connection, statements, then)
 
     @staticmethod
     def _as_one_statement(connection: Any, statements: list[Statement]) -> list[Any]:
-        """All the statements as data-modifying CTEs of one statement, atomic by itself and one round trip
-        to the server. They touch different rows, so seeing one snapshot changes nothing."""
+        """All the statements as data-modifying CTEs of one statement, atomic by itself and one
+        round trip to the server. They touch different rows, so seeing one snapshot changes
+        nothing."""
         parts, params, picks = [], [], []
         for index, (sql, values) in enumerate(statements):
             returns_row = " RETURNING " in sql
             parts.append(f"s{index} AS ({sql if returns_row else sql + ' RETURNING 1'})")
             params.extend(values)
-            picks.append(f"(SELECT cancel_requested FROM s{index}), (SELECT attempts FROM s{index})" if returns_row
-                         else f"(SELECT count(*) FROM s{index})")  # fmt: skip
+            picks.append(
+                f"(SELECT cancel_requested FROM s{index}), (SELECT attempts FROM s{index})"
+                if returns_row
+                else f"(SELECT count(*) FROM s{index})"
+            )
         with connection.cursor() as cursor:
             cursor.execute(f"WITH {', '.join(parts)} SELECT {', '.join(picks)}", params)
             row = list(cursor.fetchone())
@@ -118,8 +128,8 @@ class PostgreSQL(Database):
         return row
 
     def hold_session_lock(self, connection: Any, process_id: int) -> None:
-        """A session-level advisory lock, held by the heartbeat's connection for the process's life: when
-        another worker can take it, the process (or its session) is gone."""
+        """A session-level advisory lock, held by the heartbeat's connection for the process's life:
+        when another worker can take it, the process (or its session) is gone."""
         with connection.cursor() as cursor:
             cursor.execute(f"SET statement_timeout = {HEARTBEAT_STATEMENT_TIMEOUT_MS}")
             cursor.execute(f"SET lock_timeout = {HEARTBEAT_LOCK_TIMEOUT_MS}")

@@ -1,18 +1,18 @@
-"""SQLite, the embedded default: WAL mode and a busy timeout (set by the site's settings), one writer at a
-time, and worker writes that take turns on a file lock beside the database.
+"""SQLite, the embedded default: WAL mode and a busy timeout (set by the site's settings), one
+writer at a time, and worker writes that take turns on a file lock beside the database.
 
-Why the turns: SQLite lets one writer in at a time. A writer that finds the database locked waits in SQLite's busy
-handler, which sleeps and tries again (sleeps of up to 100 ms): while it sleeps, writers that are
-awake take the lock between its tries. With a few worker processes writing back to back, one thread's
-write can wait for seconds this way, and a finished task whose outcome waits that long runs again if
-its process is killed meanwhile.
+Why the turns: SQLite lets one writer in at a time. A writer that finds the database locked waits in
+SQLite's busy handler, which sleeps and tries again (sleeps of up to 100 ms): while it sleeps,
+writers that are awake take the lock between its tries. With a few worker processes writing back to
+back, one thread's write can wait for seconds this way, and a finished task whose outcome waits that
+long runs again if its process is killed meanwhile.
 
 So each worker write on SQLite first takes an exclusive `flock` on a file beside the database (one
-open file per thread, since a lock belongs to an open file). Waiters then sleep in the kernel and are
-woken the moment the lock is released, and the SQLite lock behind it is nearly always free. Other
-writers (the web process enqueueing) do not take the gate; they still wait in the busy handler, now
-against one worker at a time instead of all of them. PostgreSQL needs none of this: its row locks
-queue waiters.
+open file per thread, since a lock belongs to an open file). Waiters then sleep in the kernel and
+are woken the moment the lock is released, and the SQLite lock behind it is nearly always free.
+Other writers (the web process enqueueing) do not take the gate; they still wait in the busy
+handler, now against one worker at a time instead of all of them. PostgreSQL needs none of this: its
+row locks queue waiters.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ class SQLite(Database):
 
     @property
     def now(self) -> str:
-        """The claim's notion of now, read inside the statement, after the write lock is taken: a time
-        taken before waiting for the lock would miss tasks committed meanwhile."""
+        """The claim's notion of now, read inside the statement, after the write lock is taken: a
+        time taken before waiting for the lock would miss tasks committed meanwhile."""
         return "strftime('%%Y-%%m-%%d %%H:%%M:%%f', 'now')"
 
     @property
@@ -54,14 +54,17 @@ class SQLite(Database):
         # One write statement takes the database's write lock before it reads, so claims serialize.
         assign = f"status = '{Status.RUNNING}', claimed_by_id = %(worker)s, started_at = NULL"
         return (
-            f"UPDATE {TABLE} SET {assign}, claims = claims + 1 WHERE id IN ({self.pick_sql(queue_filter)}) "
+            f"UPDATE {TABLE} SET {assign}, claims = claims + 1 "
+            f"WHERE id IN ({self.pick_sql(queue_filter)}) "
             f"RETURNING {self.returning()}"
         )
 
     def insert(self, connection: Any, rows: list[tuple[Any, ...]]) -> list[int]:
         with connection.cursor() as cursor:
             values = ", ".join([ROW] * len(rows))
-            cursor.execute(f"{INSERT} VALUES {values} RETURNING id", [value for row in rows for value in row])
+            cursor.execute(
+                f"{INSERT} VALUES {values} RETURNING id", [value for row in rows for value in row]
+            )
             return [row[0] for row in cursor.fetchall()]
 
     def lock_key(self, using: str, key: str) -> None:
@@ -73,9 +76,11 @@ class SQLite(Database):
 
 
 def gate(connection: Any) -> AbstractContextManager[Any]:
-    """The file lock a worker write takes its turn on; a no-op in memory, or inside an open transaction."""
+    """The file lock a worker write takes its turn on; a no-op in memory, or inside an open
+    transaction."""
     # Inside a transaction already open the SQLite lock may be held: waiting for the gate then could
-    # deadlock with a gate holder waiting for that lock. Only a transaction's outermost write queues.
+    # deadlock with a gate holder waiting for that lock. Only a transaction's outermost write
+    # queues.
     if fcntl is None or connection.in_atomic_block:
         return nullcontext()
     name = str(connection.settings_dict["NAME"])

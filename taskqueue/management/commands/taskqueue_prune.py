@@ -23,7 +23,9 @@ class Command(BaseCommand):
     help = "Delete finished tasks older than a given age (successful ones by default)."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--older-than", type=float, default=86400.0, help="Finished more than S seconds ago.")
+        parser.add_argument(
+            "--older-than", type=float, default=86400.0, help="Finished more than S seconds ago."
+        )
         parser.add_argument("--queue", help="Only this queue.")
         parser.add_argument("--task-path", help="Only tasks of this dotted path.")
         parser.add_argument(
@@ -34,13 +36,22 @@ class Command(BaseCommand):
         )
         parser.add_argument("--dry-run", action="store_true", help="Count, delete nothing.")
 
-    def handle(self, *args: Any, older_than: float, queue: str | None, task_path: str | None,
-               status: list[str] | None, dry_run: bool, **options: Any) -> None:  # fmt: skip
+    def handle(
+        self,
+        *args: Any,
+        older_than: float,
+        queue: str | None,
+        task_path: str | None,
+        status: list[str] | None,
+        dry_run: bool,
+        **options: Any,
+    ) -> None:
         if older_than < 0:
             raise CommandError("--older-than must be zero or more.")
         using = router.db_for_write(Task)
         tasks = Task.objects.using(using).filter(
-            status__in=status or [Status.SUCCEEDED], finished_at__lt=timezone.now() - timedelta(seconds=older_than)
+            status__in=status or [Status.SUCCEEDED],
+            finished_at__lt=timezone.now() - timedelta(seconds=older_than),
         )
         if queue:
             tasks = tasks.filter(queue_name=queue)

@@ -34,19 +34,34 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "-Q", "--queues", help="Comma-separated queue selectors in claim order: names, '*', prefixes like 'email*'."
+            "-Q",
+            "--queues",
+            help=(
+                "Comma-separated queue selectors in claim order: names, '*', "
+                "prefixes like 'email*'."
+            ),
         )
         parser.add_argument("--threads", type=int, help="Worker threads per process.")
-        parser.add_argument("--processes", type=int, default=1, help="Worker processes to run (default 1).")
+        parser.add_argument(
+            "--processes", type=int, default=1, help="Worker processes to run (default 1)."
+        )
         parser.add_argument("--interval", type=float, help="Seconds between polls when idle.")
         parser.add_argument("--batch-size", type=int, help="Most tasks a thread claims at once.")
-        parser.add_argument("-l", "--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper)
+        parser.add_argument(
+            "-l", "--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper
+        )
         parser.add_argument("-n", "--name", help="Worker name shown in the admin and logs.")
         role = parser.add_mutually_exclusive_group()
-        role.add_argument("--only-work", action="store_true", help="Run tasks; leave recurring tasks to others.")
-        role.add_argument("--only-schedule", action="store_true", help="Enqueue recurring tasks; run none.")
         role.add_argument(
-            "--burst", action="store_true", help="Run what is due, then exit 0 (no recurring tasks are enqueued)."
+            "--only-work", action="store_true", help="Run tasks; leave recurring tasks to others."
+        )
+        role.add_argument(
+            "--only-schedule", action="store_true", help="Enqueue recurring tasks; run none."
+        )
+        role.add_argument(
+            "--burst",
+            action="store_true",
+            help="Run what is due, then exit 0 (no recurring tasks are enqueued).",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -57,16 +72,25 @@ class Command(BaseCommand):
                 raise CommandError(f"--{flag.replace('_', '-')} must be 1 or more.")
         longest = WorkerProcess._meta.get_field("name").max_length or 0
         if options["name"] is not None and not 0 < len(options["name"]) <= longest:
-            raise CommandError(f"--name must be 1 to {longest} characters, got {len(options['name'])}.")
+            raise CommandError(
+                f"--name must be 1 to {longest} characters, got {len(options['name'])}."
+            )
         interval = options["interval"]
         if interval is not None and not 0 < interval <= threading.TIMEOUT_MAX:
-            raise CommandError(f"--interval must be a positive number of seconds (at most {threading.TIMEOUT_MAX:g}).")
+            raise CommandError(
+                "--interval must be a positive number of seconds "
+                f"(at most {threading.TIMEOUT_MAX:g})."
+            )
         try:
-            engine = load_settings({"BATCH_SIZE": options["batch_size"]} if options["batch_size"] else None)
+            engine = load_settings(
+                {"BATCH_SIZE": options["batch_size"]} if options["batch_size"] else None
+            )
         except ValueError as error:
             raise CommandError(str(error)) from error
         if options["processes"] > 1 and options["burst"]:
-            raise CommandError("--burst runs in one process: give --threads for more at once, not --processes.")
+            raise CommandError(
+                "--burst runs in one process: give --threads for more at once, not --processes."
+            )
         if options["processes"] > 1:
             sys.exit(Supervisor(child_command(), options["processes"]).run())
         try:
@@ -88,13 +112,21 @@ class Command(BaseCommand):
         if options["only_schedule"]:
             workers = []
         try:
-            group = WorkerGroup(workers, name=name, settings=engine, process_exits=True, burst=options["burst"],
-                                schedule=not (options["only_work"] or options["burst"]))  # fmt: skip
+            group = WorkerGroup(
+                workers,
+                name=name,
+                settings=engine,
+                process_exits=True,
+                burst=options["burst"],
+                schedule=not (options["only_work"] or options["burst"]),
+            )
         except ValueError as error:
             raise CommandError(str(error)) from error
         run_until_signalled(group, supervisor_pid=supervisor_pid())
 
-    def groups(self, configured: tuple[WorkerGroupConfig, ...], options: dict[str, Any]) -> list[WorkerGroupConfig]:
+    def groups(
+        self, configured: tuple[WorkerGroupConfig, ...], options: dict[str, Any]
+    ) -> list[WorkerGroupConfig]:
         if not (options["queues"] or options["threads"] or options["interval"]):
             return list(configured)
         queues = tuple(q.strip() for q in (options["queues"] or "*").split(",") if q.strip())

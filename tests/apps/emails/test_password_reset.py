@@ -1,4 +1,5 @@
-"""Password reset through the queue: the page answers at once, a worker sends the link, the link works once."""
+"""Password reset through the queue: the page answers at once, a worker sends the link, the link
+works once."""
 
 from __future__ import annotations
 
@@ -40,13 +41,17 @@ def test_asking_again_while_an_email_waits_queues_no_second_one(client, ada) -> 
     assert Task.objects.count() == 1
 
 
-def test_the_worker_sends_a_link_that_sets_a_new_password_once(client, ada, smtp_server, task_queue) -> None:
+def test_the_worker_sends_a_link_that_sets_a_new_password_once(
+    client, ada, smtp_server, task_queue
+) -> None:
     client.post(RESET, {"email": "ada@example.com"}, secure=True)
     assert [run.state for run in task_queue.run_pending(["email"])] == ["succeeded"]
     message = smtp_server.wait_for_message(timeout=5)
     assert message["To"] == "ada@example.com"
     assert message["Subject"] == "Reset your password on the task queue template"
-    link = re.search(r"https://testserver(/accounts/reset/\S+/)", message.get_body(("plain",)).get_content())
+    link = re.search(
+        r"https://testserver(/accounts/reset/\S+/)", message.get_body(("plain",)).get_content()
+    )
     assert link, "the email carries the reset link"
 
     form = client.get(link.group(1), follow=True, secure=True)

@@ -1,4 +1,5 @@
-"""In a real browser: a visitor signs up and the welcome email reaches the SMTP server through a worker."""
+"""In a real browser: a visitor signs up and the welcome email reaches the SMTP server through a
+worker."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
-def test_a_visitor_signs_up_and_the_welcome_email_arrives(page, live_server, workers, smtp_server) -> None:
+def test_a_visitor_signs_up_and_the_welcome_email_arrives(
+    page, live_server, workers, smtp_server
+) -> None:
     expect = pytest.importorskip("playwright.sync_api").expect
     workers.start("--queues", "email", EMAIL_URL=smtp_server.url, SITE_URL=live_server.url)
 
@@ -21,7 +24,9 @@ def test_a_visitor_signs_up_and_the_welcome_email_arrives(page, live_server, wor
     page.get_by_label("Password confirmation").fill("a long and unusual passphrase")
     page.get_by_role("button", name="Create account").click()
 
-    expect(page.get_by_role("status")).to_contain_text("A welcome email is on its way to ada@example.com")
+    expect(page.get_by_role("status")).to_contain_text(
+        "A welcome email is on its way to ada@example.com"
+    )
     expect(page.get_by_role("status")).to_be_focused()  # so a screen reader reads it first
     expect(page.get_by_role("button", name="Log out ada")).to_be_visible()
     message = smtp_server.wait_for_message(timeout=15)

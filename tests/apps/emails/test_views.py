@@ -17,17 +17,25 @@ SIGN_UP = {
     "password1": "a long and unusual passphrase",
     "password2": "a long and unusual passphrase",
 }
-CONTACT = {"name": "Grace", "email": "grace@example.com", "message": "Does the worker run on PostgreSQL?"}
+CONTACT = {
+    "name": "Grace",
+    "email": "grace@example.com",
+    "message": "Does the worker run on PostgreSQL?",
+}
 
 
 def test_signing_up_creates_the_account_logs_in_and_queues_one_welcome_email(client, db) -> None:
     response = client.post(reverse("emails:signup"), SIGN_UP)
-    home = client.get(response["Location"], secure=True)  # the session cookie is Secure, as in production
+    home = client.get(
+        response["Location"], secure=True
+    )  # the session cookie is Secure, as in production
 
     user = User.objects.get(username="ada")
     assert home.context["user"] == user
     assert "A welcome email is on its way to ada@example.com" in home.text
-    [task] = assert_enqueued(WelcomeEmailQueue, count=1, arg=WelcomeEmail(user_id=user.pk), queue_name="email")
+    [task] = assert_enqueued(
+        WelcomeEmailQueue, count=1, arg=WelcomeEmail(user_id=user.pk), queue_name="email"
+    )
     assert task.dupe_key == f"welcome-{user.pk}"
     assert Task.objects.count() == 1
 

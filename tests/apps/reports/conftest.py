@@ -1,4 +1,5 @@
-"""Fixtures of the reports demo's tests: users, reports, media in a temporary folder, stop requests."""
+"""Fixtures of the reports demo's tests: users, reports, media in a temporary folder, stop
+requests."""
 
 from __future__ import annotations
 
@@ -67,8 +68,8 @@ def built_report(make_report: Callable[..., Report]) -> Report:
 
 @pytest.fixture
 def stop_when(monkeypatch: pytest.MonkeyPatch) -> Callable[[Callable[[], bool]], None]:
-    """Make the build's `stop_requested()` answer with `condition()`, as a worker's would on a cancel
-    or a shutdown, at the point of the build a test chooses."""
+    """Make the build's `stop_requested()` answer with `condition()`, as a worker's would on a
+    cancel or a shutdown, at the point of the build a test chooses."""
 
     def install(condition: Callable[[], bool]) -> None:
         monkeypatch.setattr("apps.reports.tasks.stop_requested", condition)
@@ -94,7 +95,10 @@ def report_worker(workers, media_root: Path) -> Callable[..., subprocess.Popen[b
 
     def start(step_delay_ms: int) -> subprocess.Popen[bytes]:
         return workers.start(
-            "--queues", "reports", MEDIA_ROOT=str(media_root), REPORTS_STEP_DELAY_MS=str(step_delay_ms)
+            "--queues",
+            "reports",
+            MEDIA_ROOT=str(media_root),
+            REPORTS_STEP_DELAY_MS=str(step_delay_ms),
         )
 
     return start

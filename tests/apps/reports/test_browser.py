@@ -1,5 +1,5 @@
-"""In a real browser, with a real worker: a user watches a report being built, then downloads it; and
-cancels another one."""
+"""In a real browser, with a real worker: a user watches a report being built, then downloads it;
+and cancels another one."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from tests.browser import screenshot
 
 pytestmark = pytest.mark.slow
 
-# The value of the page's progress bar, once it is between 0 and 100 and none of the values seen so far.
+# The value of the page's progress bar, once it is between 0 and 100 and none of the values seen so
+# far.
 BAR_SHOWS_A_NEW_VALUE = """(seen) => {
   const bar = document.querySelector("progress");
   return bar && bar.value > 0 && bar.value < 100 && !seen.includes(bar.value) ? bar.value : false;
@@ -45,7 +46,9 @@ def ask_for_report(page, year: int, months: int) -> None:
     page.get_by_role("button", name="Request report").click()
 
 
-def test_the_owner_watches_the_progress_bar_move_then_downloads_the_csv(signed_in, report_worker, expect) -> None:
+def test_the_owner_watches_the_progress_bar_move_then_downloads_the_csv(
+    signed_in, report_worker, expect
+) -> None:
     page = signed_in
     report_worker(step_delay_ms=800)  # 14 steps of 0.8 s: the page polls each second
     ask_for_report(page, year=2024, months=12)
@@ -53,9 +56,13 @@ def test_the_owner_watches_the_progress_bar_move_then_downloads_the_csv(signed_i
 
     seen: list[int] = []
     while len(seen) < 2:
-        seen.append(page.wait_for_function(BAR_SHOWS_A_NEW_VALUE, arg=seen, timeout=20_000).json_value())
+        seen.append(
+            page.wait_for_function(BAR_SHOWS_A_NEW_VALUE, arg=seen, timeout=20_000).json_value()
+        )
     screenshot(page, "report-in-progress")
-    expect(page.locator("[data-status]")).to_have_text("Succeeded", timeout=20_000)  # the page reloaded itself
+    expect(page.locator("[data-status]")).to_have_text(
+        "Succeeded", timeout=20_000
+    )  # the page reloaded itself
     expect(page.get_by_role("img", name="Bar chart of revenue per month in 2024")).to_be_visible()
     screenshot(page, "report-ready")
 
@@ -71,7 +78,9 @@ def test_the_owner_watches_the_progress_bar_move_then_downloads_the_csv(signed_i
 
 def test_the_owner_cancels_a_report_while_it_is_built(signed_in, report_worker, expect) -> None:
     page = signed_in
-    report_worker(step_delay_ms=2000)  # 28 s in all: the cancel must come first, even on a slow machine
+    report_worker(
+        step_delay_ms=2000
+    )  # 28 s in all: the cancel must come first, even on a slow machine
     ask_for_report(page, year=2023, months=12)
     status = page.locator("[data-status]")
     expect(status).to_have_text("Running", timeout=20_000)  # once the worker has started
@@ -79,6 +88,8 @@ def test_the_owner_cancels_a_report_while_it_is_built(signed_in, report_worker, 
     page.get_by_role("button", name="Cancel report").click()
 
     expect(page.locator(".messages")).to_contain_text("Cancel")
-    expect(status).to_have_text("Cancelled", timeout=15_000)  # within a heartbeat of the worker, then a poll
+    expect(status).to_have_text(
+        "Cancelled", timeout=15_000
+    )  # within a heartbeat of the worker, then a poll
     expect(page.get_by_role("button", name="Cancel report")).to_have_count(0)
     expect(page.get_by_role("link", name="Download CSV")).to_have_count(0)

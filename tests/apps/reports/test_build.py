@@ -1,4 +1,5 @@
-"""The build task run in this process: its CSV and chart, its progress, and how it stops and fails."""
+"""The build task run in this process: its CSV and chart, its progress, and how it stops and
+fails."""
 
 from __future__ import annotations
 
@@ -32,7 +33,9 @@ def test_the_demo_data_is_the_same_for_the_same_month_and_differs_between_months
     assert len(monthly_sales(2024, 5)) == len(REGIONS) * len(UNIT_PRICES)
 
 
-def test_the_csv_has_a_row_per_month_region_and_product_with_the_data_sets_totals(built_report: Report) -> None:
+def test_the_csv_has_a_row_per_month_region_and_product_with_the_data_sets_totals(
+    built_report: Report,
+) -> None:
     rows = csv_rows(built_report)
     expected = [sale for month in (1, 2, 3) for sale in monthly_sales(2024, month)]
 
@@ -55,7 +58,9 @@ def test_the_chart_is_an_svg_with_a_bar_per_month(built_report: Report) -> None:
     assert [bar.findtext(f"{SVG}title").split(":")[0] for bar in bars] == ["Jan", "Feb", "Mar"]
 
 
-@pytest.mark.parametrize(("value", "ceiling"), [(0, 1), (7, 10), (12_345, 20_000), (0.3, 0.5), (250, 250)])
+@pytest.mark.parametrize(
+    ("value", "ceiling"), [(0, 1), (7, 10), (12_345, 20_000), (0.3, 0.5), (250, 250)]
+)
 def test_the_chart_axis_ends_on_a_round_number(value: float, ceiling: float) -> None:
     assert nice_ceiling(value) == ceiling
 
@@ -67,7 +72,9 @@ def test_the_task_returns_the_names_of_its_files(make_report: Callable[..., Repo
     assert names == {"csv": report.csv_file.name, "chart": report.chart.name}
 
 
-def test_progress_rises_after_every_step_until_100(make_report: Callable[..., Report], stop_when) -> None:
+def test_progress_rises_after_every_step_until_100(
+    make_report: Callable[..., Report], stop_when
+) -> None:
     report = make_report(months=6)
     seen: list[int] = []
 
@@ -79,7 +86,9 @@ def test_progress_rises_after_every_step_until_100(make_report: Callable[..., Re
 
     build_report.call(report.pk)
 
-    assert seen == sorted(set(seen)) and len(seen) == 6 + 1  # a step per month and the CSV; then done
+    assert (
+        seen == sorted(set(seen)) and len(seen) == 6 + 1
+    )  # a step per month and the CSV; then done
     assert seen[0] > 0 and seen[-1] < 100
     report.refresh_from_db()
     assert (report.status, report.progress) == (Report.Status.SUCCEEDED, 100)
@@ -99,7 +108,9 @@ def test_a_cancel_mid_build_ends_it_cancelled_without_files(
 
     def cancel_here() -> bool:
         current = Report.objects.get(pk=report.pk)
-        return stop_point(current, media_root) and current.request_cancel()  # what the cancel view does
+        return (
+            stop_point(current, media_root) and current.request_cancel()
+        )  # what the cancel view does
 
     stop_when(cancel_here)
     with pytest.raises(Stopped):
@@ -115,7 +126,9 @@ def test_a_build_an_operator_cancelled_from_the_admin_ends_the_report_cancelled(
     make_report: Callable[..., Report], stop_when, media_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     report = make_report()
-    monkeypatch.setattr("apps.reports.tasks.cancel_requested", lambda: True)  # the worker's word, not the row's
+    monkeypatch.setattr(
+        "apps.reports.tasks.cancel_requested", lambda: True
+    )  # the worker's word, not the row's
     stop_when(lambda: True)
     with pytest.raises(Stopped):
         build_report.call(report.pk)
@@ -146,7 +159,9 @@ def test_a_failing_build_tells_the_owner_without_the_details(
 
     monkeypatch.setattr("apps.reports.tasks.bar_chart", broken_chart)
     report = make_report(task_id="41")
-    with pytest.raises(RuntimeError):  # the queue keeps the exception and its traceback for operators
+    with pytest.raises(
+        RuntimeError
+    ):  # the queue keeps the exception and its traceback for operators
         build_report.call(report.pk)
 
     report.refresh_from_db()

@@ -24,7 +24,9 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def enqueued_report(make_report: Callable[..., Report], django_capture_on_commit_callbacks) -> Report:
+def enqueued_report(
+    make_report: Callable[..., Report], django_capture_on_commit_callbacks
+) -> Report:
     """A report whose build waits in the queue."""
     report = make_report()
     with django_capture_on_commit_callbacks(execute=True):
@@ -53,14 +55,25 @@ def test_requesting_a_report_enqueues_its_build_once_the_report_is_committed(
     with django_capture_on_commit_callbacks() as callbacks:
         response = owner_client.post(reverse("reports:create"), {"year": 2023, "months": 6})
     report = Report.objects.get()
-    assert (report.owner, report.year, report.months, report.status) == (owner, 2023, 6, Report.Status.QUEUED)
+    assert (report.owner, report.year, report.months, report.status) == (
+        owner,
+        2023,
+        6,
+        Report.Status.QUEUED,
+    )
     assert response.status_code == 302 and response["Location"] == report.get_absolute_url()
-    assert report.task_id == "" and not Task.objects.exists()  # nothing is enqueued before the commit
+    assert (
+        report.task_id == "" and not Task.objects.exists()
+    )  # nothing is enqueued before the commit
 
     callbacks[0]()
     report.refresh_from_db()
     result = build_report.get_result(report.task_id)
-    assert (result.status, result.args, result.task.queue_name) == (TaskResultStatus.READY, [report.pk], "reports")
+    assert (result.status, result.args, result.task.queue_name) == (
+        TaskResultStatus.READY,
+        [report.pk],
+        "reports",
+    )
 
 
 @pytest.mark.parametrize(
@@ -73,7 +86,9 @@ def test_requesting_a_report_enqueues_its_build_once_the_report_is_committed(
         ({"year": 2024}, "months"),
     ],
 )
-def test_the_form_refuses_values_out_of_range_next_to_the_field(owner_client: Client, data: dict, field: str) -> None:
+def test_the_form_refuses_values_out_of_range_next_to_the_field(
+    owner_client: Client, data: dict, field: str
+) -> None:
     response = owner_client.post(reverse("reports:create"), data)
     assert response.status_code == 200 and list(response.context["form"].errors) == [field]
     assert not Report.objects.exists()
@@ -90,7 +105,8 @@ def test_the_form_refuses_a_report_beyond_the_limit_in_progress(
 
     assert response.status_code == 200
     assert response.context["form"].non_field_errors() == [
-        f"You already have {MAX_ACTIVE_REPORTS} reports in progress: wait for one to finish, or cancel one."
+        f"You already have {MAX_ACTIVE_REPORTS} reports in progress: wait for one to finish, or "
+        "cancel one."
     ]
     assert Report.objects.count() == MAX_ACTIVE_REPORTS + 1
 
@@ -126,7 +142,9 @@ def test_another_users_report_is_not_found(
     assert response.status_code == 404
 
 
-def test_the_status_is_json_for_the_pages_script(owner_client: Client, make_report: Callable[..., Report]) -> None:
+def test_the_status_is_json_for_the_pages_script(
+    owner_client: Client, make_report: Callable[..., Report]
+) -> None:
     report = make_report(status=Report.Status.RUNNING, progress=40)
     response = owner_client.get(reverse("reports:status", args=[report.pk]))
     assert response.json() == {
@@ -139,7 +157,9 @@ def test_the_status_is_json_for_the_pages_script(owner_client: Client, make_repo
     assert "no-cache" in response["Cache-Control"]
 
 
-def test_the_status_answers_a_signed_out_script_with_403(client: Client, make_report: Callable[..., Report]) -> None:
+def test_the_status_answers_a_signed_out_script_with_403(
+    client: Client, make_report: Callable[..., Report]
+) -> None:
     assert client.get(reverse("reports:status", args=[make_report().pk])).status_code == 403
 
 
@@ -164,31 +184,43 @@ def test_a_finished_report_shows_its_downloads_and_chart_and_no_script(
     assert "progress.js" not in html and "Cancel report" not in html and "Refresh" not in html
 
 
-def test_a_failed_report_shows_the_owner_its_error(owner_client: Client, make_report: Callable[..., Report]) -> None:
+def test_a_failed_report_shows_the_owner_its_error(
+    owner_client: Client, make_report: Callable[..., Report]
+) -> None:
     report = make_report(status=Report.Status.FAILED, error="It broke; please try again later.")
     assert "It broke; please try again later." in owner_client.get(report.get_absolute_url()).text
 
 
-def test_the_owner_downloads_the_csv_and_the_chart_as_attachments(owner_client: Client, built_report: Report) -> None:
+def test_the_owner_downloads_the_csv_and_the_chart_as_attachments(
+    owner_client: Client, built_report: Report
+) -> None:
     csv_response = owner_client.get(reverse("reports:download_csv", args=[built_report.pk]))
     chart_response = owner_client.get(reverse("reports:download_chart", args=[built_report.pk]))
 
     assert csv_response["Content-Disposition"] == 'attachment; filename="sales-2024-03m.csv"'
     assert csv_response["Content-Type"] == "text/csv"
-    assert b"".join(csv_response.streaming_content).startswith(b"month,region,product,units,revenue")
+    assert b"".join(csv_response.streaming_content).startswith(
+        b"month,region,product,units,revenue"
+    )
     assert chart_response["Content-Disposition"] == 'attachment; filename="sales-2024-03m.svg"'
     for response in (csv_response, chart_response):
-        assert set(response["Cache-Control"].split(", ")) == {"private", "no-store"}, "no cache may keep them"
+        assert set(response["Cache-Control"].split(", ")) == {"private", "no-store"}, (
+            "no cache may keep them"
+        )
 
 
-def test_the_chart_is_shown_inline_and_may_run_nothing(owner_client: Client, built_report: Report) -> None:
+def test_the_chart_is_shown_inline_and_may_run_nothing(
+    owner_client: Client, built_report: Report
+) -> None:
     response = owner_client.get(reverse("reports:chart", args=[built_report.pk]))
     assert response["Content-Type"] == "image/svg+xml"
     assert response["Content-Disposition"].startswith("inline")
     assert "default-src 'none'" in response["Content-Security-Policy"]
 
 
-def test_files_of_an_unfinished_report_are_not_found(owner_client: Client, make_report: Callable[..., Report]) -> None:
+def test_files_of_an_unfinished_report_are_not_found(
+    owner_client: Client, make_report: Callable[..., Report]
+) -> None:
     report = make_report(status=Report.Status.RUNNING)
     assert owner_client.get(reverse("reports:download_csv", args=[report.pk])).status_code == 404
 
@@ -200,24 +232,35 @@ def test_cancelling_a_waiting_report_cancels_it_and_its_task_at_once(
 
     enqueued_report.refresh_from_db()
     assert enqueued_report.status == Report.Status.CANCELLED
-    assert Task.objects.get(pk=enqueued_report.task_id).status == Status.CANCELLED  # it will never run
+    assert (
+        Task.objects.get(pk=enqueued_report.task_id).status == Status.CANCELLED
+    )  # it will never run
     assert messages_of(response) == ["Report cancelled."]
 
 
-def test_cancelling_a_running_report_asks_its_task_to_stop(owner_client: Client, enqueued_report: Report) -> None:
-    Task.objects.filter(pk=enqueued_report.task_id).update(status=Status.RUNNING)  # as if a worker claimed it
+def test_cancelling_a_running_report_asks_its_task_to_stop(
+    owner_client: Client, enqueued_report: Report
+) -> None:
+    Task.objects.filter(pk=enqueued_report.task_id).update(
+        status=Status.RUNNING
+    )  # as if a worker claimed it
     enqueued_report.start()
 
     response = owner_client.post(reverse("reports:cancel", args=[enqueued_report.pk]), follow=True)
 
     enqueued_report.refresh_from_db()
-    assert enqueued_report.status == Report.Status.RUNNING and enqueued_report.status_label == "Cancelling…"
+    assert (
+        enqueued_report.status == Report.Status.RUNNING
+        and enqueued_report.status_label == "Cancelling…"
+    )
     assert Task.objects.get(pk=enqueued_report.task_id).cancel_requested  # its worker passes it on
     assert messages_of(response) == ["Cancelling: the build stops after its current step."]
     assert "Cancel report" not in response.text
 
 
-def test_a_finished_report_cannot_be_cancelled(owner_client: Client, built_report: Report, media_root) -> None:
+def test_a_finished_report_cannot_be_cancelled(
+    owner_client: Client, built_report: Report, media_root
+) -> None:
     response = owner_client.post(reverse("reports:cancel", args=[built_report.pk]), follow=True)
 
     built_report.refresh_from_db()
@@ -268,7 +311,9 @@ def test_the_limit_does_not_count_reports_whose_tasks_have_ended(
         for report in reports:
             request_build(report)
     with django_capture_on_commit_callbacks(execute=True):
-        cancel([int(report.task_id) for report in Report.objects.all()])  # an operator, from the queue's admin
+        cancel(
+            [int(report.task_id) for report in Report.objects.all()]
+        )  # an operator, from the queue's admin
 
     response = owner_client.post(reverse("reports:create"), {"year": 2024, "months": 12})
 
@@ -277,14 +322,18 @@ def test_the_limit_does_not_count_reports_whose_tasks_have_ended(
 
 
 def test_a_report_that_cannot_be_queued_fails_instead_of_waiting_forever(
-    make_report: Callable[..., Report], django_capture_on_commit_callbacks, monkeypatch: pytest.MonkeyPatch
+    make_report: Callable[..., Report],
+    django_capture_on_commit_callbacks,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     def queue_down(*args: object) -> None:
         raise DatabaseError("the queue's database is down")
 
     monkeypatch.setattr("apps.reports.tasks.build_report", SimpleNamespace(enqueue=queue_down))
     report = make_report()
-    with django_capture_on_commit_callbacks(execute=True):  # robust: logged, and the response goes out
+    with django_capture_on_commit_callbacks(
+        execute=True
+    ):  # robust: logged, and the response goes out
         request_build(report)
 
     report.refresh_from_db()

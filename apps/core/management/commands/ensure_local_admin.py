@@ -5,17 +5,24 @@ from django.core.management.base import BaseCommand, CommandError
 
 
 class Command(BaseCommand):
-    help = "Create the local admin login from DJANGO_SUPERUSER_* (as written to .env by `make run`) and print it."
+    help = (
+        "Create the local admin login from DJANGO_SUPERUSER_* (as written to .env by `make run`) "
+        "and print it."
+    )
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--url", default="http://127.0.0.1:8000/admin/", help="Where the admin is served.")
+        parser.add_argument(
+            "--url", default="http://127.0.0.1:8000/admin/", help="Where the admin is served."
+        )
 
     def handle(self, *args, url: str, **options) -> None:
         username = os.environ.get("DJANGO_SUPERUSER_USERNAME", "")
         password = os.environ.get("DJANGO_SUPERUSER_PASSWORD", "")
         email = os.environ.get("DJANGO_SUPERUSER_EMAIL", "")
         if not username or not password:
-            raise CommandError("Set DJANGO_SUPERUSER_USERNAME and DJANGO_SUPERUSER_PASSWORD (see .env.example).")
+            raise CommandError(
+                "Set DJANGO_SUPERUSER_USERNAME and DJANGO_SUPERUSER_PASSWORD (see .env.example)."
+            )
         User = get_user_model()
         user = User._default_manager.filter(**{User.USERNAME_FIELD: username}).first()
         if user is None:
