@@ -42,6 +42,8 @@ QUICK_TASK_SECONDS = 0.005
 # their old place, uncounted), so idle workers can take them: the batch's quick-task horizon.
 RELEASE_AFTER = 0.2
 RELEASE_CHECK_INTERVAL = 0.05
+# How long a stopping group waits for its heartbeat and releaser threads to end.
+DUTY_JOIN_TIMEOUT = 30.0
 # A scheduler that has not finished a pass for this long is reported dead by the heartbeat (and
 # health).
 SCHEDULER_STUCK_AFTER = 300.0
@@ -427,6 +429,10 @@ class WorkerGroup(threading.Thread):
                 # its task ends, and its outcome is written, under this process's heartbeat
                 worker.join()
         self._ended.set()
+        # A beat still under way would register the process again after its row is gone: the
+        # duties end first (a beat's statements time out within seconds).
+        for duty in self._duties:
+            duty.join(timeout=DUTY_JOIN_TIMEOUT)
         self._retry_until_stopped(
             lambda: liveness.deregister(self.using, self.process_id), give_up_after=10
         )
