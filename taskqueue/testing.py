@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,22 +113,10 @@ def _bring_forward(using: str, selectors: list[str]) -> None:
         ids = [
             task.pk
             for task in waiting.only("pk", "queue_name")
-            if _selected(task.queue_name, selectors)
+            if any(Selector(text).matches(task.queue_name) for text in selectors)
         ]
         waiting = Task.objects.using(using).filter(pk__in=ids)
     waiting.update(run_at=now)
-
-
-def _selected(queue_name: str, selectors: Iterable[str]) -> bool:
-    for selector in map(Selector, selectors):
-        text = selector.text
-        if (
-            text == "*"
-            or text == queue_name
-            or (text.endswith("*") and queue_name.startswith(text[:-1]))
-        ):
-            return True
-    return False
 
 
 def task_run(outcome: Outcome) -> TaskRun:

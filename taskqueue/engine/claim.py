@@ -68,6 +68,12 @@ class Selector:
             return QUEUE_FILTERS["prefix"], {"queue": prefix + "%"}
         return QUEUE_FILTERS["exact"], {"queue": self.text}
 
+    def matches(self, queue_name: str) -> bool:
+        """What `filter` selects, for one queue name in Python."""
+        if self.text.endswith("*"):
+            return queue_name.startswith(self.text[:-1])
+        return queue_name == self.text
+
 
 def as_datetime(value: Any) -> datetime:
     """A stored time as an aware datetime (SQLite hands back naive UTC datetimes or text)."""

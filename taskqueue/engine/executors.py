@@ -47,6 +47,8 @@ class TaskControl:
     hard_deadline: float | None = None
     thread_id: int | None = None
     attempt: Attempt | None = None
+    #: Logged as past its hard limit (a group that cannot end its process says so once).
+    past_hard_limit: bool = False
     _armed: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -68,12 +68,12 @@ class Cancelled:
 Outcome = Succeeded | RetryLater | Failed | Cancelled
 
 
+FINAL_STATES = {Succeeded: Status.SUCCEEDED, Failed: Status.FAILED, Cancelled: Status.CANCELLED}
+
+
 def ending(outcome: Succeeded | Failed | Cancelled) -> tuple[int, str, str, str, str]:
     """The task_ended arguments of a final outcome."""
-    task = outcome.task
-    state = {Succeeded: Status.SUCCEEDED, Failed: Status.FAILED, Cancelled: Status.CANCELLED}[
-        type(outcome)
-    ]
+    task, state = outcome.task, FINAL_STATES[type(outcome)]
     return task.id, task.kind, task.task_path, state.value, state.value
 
 
@@ -124,9 +124,8 @@ class Start(Enum):
     """What `Recorder.begin` found when it went to start a task."""
 
     RUN = "run"
-    CANCELLED = (
-        "cancelled"  # a cancel came while it waited in its batch: ended cancelled, never run
-    )
+    # A cancel came while it waited in its batch: ended cancelled, never run.
+    CANCELLED = "cancelled"
     GONE = "gone"  # no longer held by this claim (its worker was presumed dead): not to be run here
 
 
@@ -145,6 +144,9 @@ class Recorder:
     worker_name: str
     retention: float
     pending: list[Outcome] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.database = databases.for_alias(self.using)
 
     def add(self, outcome: Outcome) -> None:
         self.pending.append(outcome)
@@ -166,14 +168,14 @@ class Recorder:
 
     def _write(self, starting: ClaimedTask | None) -> Start:
         connection = connections[self.using]
-        writer = _Writer(connection, self.worker_name, timezone.now())
+        database = self.database
+        writer = _Writer(connection, database.json_param, self.worker_name, timezone.now())
         statements = [writer.outcome(outcome, self.retention) for outcome in self.pending]
         if starting is not None:
             statements.append(writer.start(starting))
         keys = {o.task.concurrency_key for o in self.pending if o.task.concurrency_key}
         if starting is not None and starting.concurrency_key:
             keys.add(starting.concurrency_key)
-        database = databases.for_connection(connection)
         connection.ensure_connection()
         if self._tuned_on is not connection.connection:
             database.tune_writer(connection)
@@ -225,12 +227,12 @@ class _Writer:
     so a write from a worker that was presumed dead (and replaced) changes nothing, and is
     logged."""
 
-    def __init__(self, connection: Any, worker_name: str, now: datetime) -> None:
+    def __init__(self, connection: Any, json_param: str, worker_name: str, now: datetime) -> None:
         self.worker_name = worker_name
         self.now = now
         self.stamp = connection.ops.adapt_datetimefield_value(now)
         self.adapt = connection.ops.adapt_datetimefield_value
-        self.json = databases.for_connection(connection).json_param
+        self.json = json_param
 
     def start(self, task: ClaimedTask) -> Statement:
         """Count the attempt and stamp the start; or, if a cancel came meanwhile, end it cancelled.

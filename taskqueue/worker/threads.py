@@ -161,7 +161,7 @@ class Worker(threading.Thread):
                 self._held.update(task.id for task in tasks)
                 self._waiting.extend(tasks)
             started = time.monotonic()
-            ran = self._run_batch(recorder)
+            ran = self._run_batch(recorder, engine)
             self._flush(recorder)
             per_task = (time.monotonic() - started) / max(ran, 1)
             batch = (
@@ -169,7 +169,7 @@ class Worker(threading.Thread):
             )
         self._flush(recorder)
 
-    def _run_batch(self, recorder: Recorder) -> int:
+    def _run_batch(self, recorder: Recorder, engine: EngineSettings) -> int:
         """Run the claimed tasks one by one; each starts (with the outcome before it written) just
         before it runs. Returns how many ran."""
         ran = 0
@@ -187,7 +187,6 @@ class Worker(threading.Thread):
                 with self._lock:
                     self._held.discard(task.id)
                 continue
-            engine = self.group.engine if self.group is not None else load_settings()
             control = TaskControl(
                 self.stopping,
                 recorder.worker_name,

@@ -44,7 +44,7 @@ def enforce(group: WorkerGroup, now: float) -> None:
         running = worker.running
         if running is None:
             continue
-        task, control = running[3], running[1]
+        _, control, started, task = running
         if (
             control.soft_deadline is not None
             and now >= control.soft_deadline
@@ -56,13 +56,13 @@ def enforce(group: WorkerGroup, now: float) -> None:
                 task.task_path,
             )
         if control.hard_deadline is not None and now >= control.hard_deadline and control.running():
-            hard_limit(group, task, control)
+            hard_limit(group, task, control, started)
 
 
-def hard_limit(group: WorkerGroup, task: ClaimedTask, control: TaskControl) -> None:
+def hard_limit(group: WorkerGroup, task: ClaimedTask, control: TaskControl, started: float) -> None:
     if not group.process_exits:
-        if not getattr(control, "hard_limit_logged", False):
-            control.hard_limit_logged = True  # type: ignore[attr-defined]
+        if not control.past_hard_limit:
+            control.past_hard_limit = True
             logger.error(
                 "task id=%s is past its hard time limit; its thread cannot be stopped from here",
                 task.id,
@@ -83,7 +83,7 @@ def hard_limit(group: WorkerGroup, task: ClaimedTask, control: TaskControl) -> N
         )
         recorder.add(outcome)
         recorder.flush()
-        log_outcome(outcome, time.monotonic() - (control.soft_deadline or time.monotonic()))
+        log_outcome(outcome, time.monotonic() - started)
         liveness.put_back(group.using, group.process_id)  # the process's other tasks, uncounted
         liveness.deregister(group.using, group.process_id)
     except Exception:

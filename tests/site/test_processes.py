@@ -182,13 +182,8 @@ def test_supervisord_restarts_a_killed_worker_and_a_full_restart_loses_no_task(
     assert connection.vendor == "postgresql"
 
 
-@pytest.mark.skipif(os.getuid() != 0, reason="what happens when root starts the site")
-def test_supervisord_start_as_root_refuses_unless_told_the_account_to_run_the_site_as(
-    site_env, tmp_path
-) -> None:
-    env = {key: value for key, value in site_env.items() if key != "SITE_USER"}
-    env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'untouched.sqlite3'}"
-    result = subprocess.run(
+def run_start_script(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [str(PROJECT / "scripts" / "supervisord-start")],
         cwd=PROJECT,
         env=env,
@@ -196,6 +191,15 @@ def test_supervisord_start_as_root_refuses_unless_told_the_account_to_run_the_si
         text=True,
         timeout=60,
     )
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="what happens when root starts the site")
+def test_supervisord_start_as_root_refuses_unless_told_the_account_to_run_the_site_as(
+    site_env, tmp_path
+) -> None:
+    env = {key: value for key, value in site_env.items() if key != "SITE_USER"}
+    env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'untouched.sqlite3'}"
+    result = run_start_script(env)
     assert result.returncode == 2
     assert "started as root, so set SITE_USER to the unprivileged account" in result.stderr
     assert not (tmp_path / "untouched.sqlite3").exists(), "it stopped before migrating"
@@ -208,14 +212,7 @@ def test_supervisord_start_as_root_runs_everything_as_the_site_user(site_env, tm
         "SITE_USER": "no-such-site-user",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'untouched.sqlite3'}",
     }
-    result = subprocess.run(
-        [str(PROJECT / "scripts" / "supervisord-start")],
-        cwd=PROJECT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_start_script(env)
     assert result.returncode != 0 and "no-such-site-user" in result.stderr
     assert not (tmp_path / "untouched.sqlite3").exists(), "nothing ran as root"
 

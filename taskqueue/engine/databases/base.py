@@ -37,6 +37,8 @@ CLAIMED_COLUMNS = (
     "concurrency_key",
     "claims",
 )
+# What a claim sets on the rows it takes (each database adds the claim count its own way).
+CLAIM_ASSIGN = f"status = '{Status.RUNNING}', claimed_by_id = %(worker)s, started_at = NULL"
 # JSON columns come back as text, decoded row by row in Python: a row the driver could not decode
 # would otherwise fail the whole claim after it committed.
 AS_TEXT = {"payload", "errors"}

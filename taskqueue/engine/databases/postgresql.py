@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 from taskqueue.engine.databases.base import (
     AS_TEXT,
+    CLAIM_ASSIGN,
     CLAIMED_COLUMNS,
     FREE,
     HELD,
@@ -18,7 +19,7 @@ from taskqueue.engine.databases.base import (
     Database,
     Statement,
 )
-from taskqueue.models import ConcurrencyKey, Status
+from taskqueue.models import ConcurrencyKey
 
 # Two-integer advisory lock key: (namespace, worker process id).
 LOCK_NAMESPACE = 0x7A51
@@ -57,10 +58,9 @@ class PostgreSQL(Database):
 
     def claim_sql(self, queue_filter: str) -> str:
         # SKIP LOCKED: rows another worker is claiming are passed over, never waited for.
-        assign = f"status = '{Status.RUNNING}', claimed_by_id = %(worker)s, started_at = NULL"
         return (
             f"WITH picked AS ({self.pick_sql(queue_filter)} FOR UPDATE SKIP LOCKED) "
-            f"UPDATE {TABLE} AS t SET {assign}, claims = t.claims + 1 "
+            f"UPDATE {TABLE} AS t SET {CLAIM_ASSIGN}, claims = t.claims + 1 "
             f"FROM picked WHERE t.id = picked.id RETURNING {self.returning('t.')}"
         )
 

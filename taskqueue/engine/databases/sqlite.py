@@ -23,8 +23,8 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import IO, Any
 
-from taskqueue.engine.databases.base import INSERT, TABLE, Database
-from taskqueue.models import ConcurrencyKey, Status
+from taskqueue.engine.databases.base import CLAIM_ASSIGN, INSERT, TABLE, Database
+from taskqueue.models import ConcurrencyKey
 
 try:
     import fcntl
@@ -52,9 +52,8 @@ class SQLite(Database):
 
     def claim_sql(self, queue_filter: str) -> str:
         # One write statement takes the database's write lock before it reads, so claims serialize.
-        assign = f"status = '{Status.RUNNING}', claimed_by_id = %(worker)s, started_at = NULL"
         return (
-            f"UPDATE {TABLE} SET {assign}, claims = claims + 1 "
+            f"UPDATE {TABLE} SET {CLAIM_ASSIGN}, claims = claims + 1 "
             f"WHERE id IN ({self.pick_sql(queue_filter)}) "
             f"RETURNING {self.returning()}"
         )
